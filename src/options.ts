@@ -1,0 +1,210 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DroverError, ExitCode } from './errors';
+
+export type DispatchMode = 'least-busy' | 'round-robin';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/** Everything `drover start` can be told. Each field: flag `--kebab-name`, env `DROVER_SNAKE_NAME`. */
+export interface DroverOptions {
+  /** Path of the app module (default export: an Express app or a factory returning one). @defaultValue the bundled demo app */
+  app: string;
+  /** Number of workers. Also read from `WEB_CONCURRENCY`. @defaultValue `os.availableParallelism()` */
+  workers: number;
+  /** Where `workers` came from, for the startup log and `/status`. */
+  workersSource: 'flag' | 'env' | 'cpus';
+  /** App port, served by the primary's dispatcher. Also read from `PORT`. @defaultValue 3000 */
+  port: number;
+  /** App bind address. @defaultValue '0.0.0.0' */
+  host: string;
+  /** Control plane port (/livez /readyz /status /reload). @defaultValue 3030 */
+  controlPort: number;
+  /** Control plane bind address; loopback unless said otherwise. @defaultValue '127.0.0.1' */
+  controlHost: string;
+  /** Bearer token that enables mutating control actions (POST /reload). Unset = disabled. @defaultValue undefined */
+  controlToken: string | undefined;
+  /** How the primary hands connections to workers. @defaultValue 'least-busy' */
+  dispatch: DispatchMode;
+  /** A worker whose last heartbeat is older than this gets no new connection (least-busy). @defaultValue 60 ms */
+  dispatchFreshnessMs: number;
+  /** How often workers report to the primary. Must be well under the dispatch freshness. @defaultValue 20 ms */
+  heartbeatIntervalMs: number;
+  /** A listening worker silent this long is stalled: replaced, stack captured, killed. @defaultValue 10 s */
+  workerTimeoutMs: number;
+  /** A worker that has not listened after this long is killed as a failed boot. @defaultValue 30 s */
+  bootTimeoutMs: number;
+  /** Time between SIGTERM and SIGKILL for a worker being killed (stalled, boot timeout, drain overrun). @defaultValue 2 s */
+  killGraceMs: number;
+  /** Longest a worker may take to finish in-flight requests when drained. @defaultValue 30 s */
+  drainTimeoutMs: number;
+  /** During drain, idle keep-alive sockets are closed only after this grace (clients racing a request get `Connection: close` instead of a reset). @defaultValue 2 s */
+  drainIdleGraceMs: number;
+  /** After SIGTERM, keep serving this long with /readyz at 503 before draining (Kubernetes endpoint removal). @defaultValue 0 */
+  shutdownDelayMs: number;
+  /** First respawn delay after a crash (the very first respawn of a slot is immediate); doubles per consecutive crash. @defaultValue 250 ms */
+  restartDelayMs: number;
+  /** Cap of the exponential respawn delay. @defaultValue 15 s */
+  restartDelayMaxMs: number;
+  /** A worker that listened this long resets its slot's crash count. @defaultValue 10 s */
+  restartResetMs: number;
+  /** Consecutive workers dying before they listen, after which drover stops with exit code 4. @defaultValue 5 */
+  maxBootFailures: number;
+  /** pino log level for primary and workers. @defaultValue 'info' */
+  logLevel: LogLevel;
+}
+
+const DEMO_APP = path.join(__dirname, 'demo', 'app.js');
+
+export const defaults: Omit<DroverOptions, 'workers' | 'workersSource'> = {
+  app: DEMO_APP,
+  port: 3000,
+  host: '0.0.0.0',
+  controlPort: 3030,
+  controlHost: '127.0.0.1',
+  controlToken: undefined,
+  dispatch: 'least-busy',
+  dispatchFreshnessMs: 60,
+  heartbeatIntervalMs: 20,
+  workerTimeoutMs: 10_000,
+  bootTimeoutMs: 30_000,
+  killGraceMs: 2_000,
+  drainTimeoutMs: 30_000,
+  drainIdleGraceMs: 2_000,
+  shutdownDelayMs: 0,
+  restartDelayMs: 250,
+  restartDelayMaxMs: 15_000,
+  restartResetMs: 10_000,
+  maxBootFailures: 5,
+  logLevel: 'info',
+};
+
+type Kind = 'int' | 'port' | 'duration' | 'string' | 'path' | { oneOf: readonly string[] };
+interface Spec {
+  key: keyof DroverOptions;
+  flag: string;
+  kind: Kind;
+  /** Extra environment names read after DROVER_*, e.g. PORT, WEB_CONCURRENCY. */
+  env?: string[];
+  min?: number;
+  help: string;
+}
+
+/** One table drives flags, env names, parsing and help, so they cannot drift apart. */
+export const optionSpecs: readonly Spec[] = [
+  { key: 'workers', flag: 'workers', kind: 'int', env: ['WEB_CONCURRENCY'], min: 1, help: 'number of workers (default: CPUs available)' },
+  { key: 'port', flag: 'port', kind: 'port', env: ['PORT'], help: 'app port (default 3000; 0 = any free port)' },
+  { key: 'host', flag: 'host', kind: 'string', help: "app bind address (default '0.0.0.0')" },
+  { key: 'controlPort', flag: 'control-port', kind: 'port', help: 'control plane port: /livez /readyz /status (default 3030)' },
+  { key: 'controlHost', flag: 'control-host', kind: 'string', help: "control plane bind address (default '127.0.0.1')" },
+  { key: 'controlToken', flag: 'control-token', kind: 'string', help: 'bearer token enabling POST /reload (default: disabled)' },
+  { key: 'dispatch', flag: 'dispatch', kind: { oneOf: ['least-busy', 'round-robin'] }, help: 'connection dispatch: least-busy | round-robin (default least-busy)' },
+  { key: 'dispatchFreshnessMs', flag: 'dispatch-freshness', kind: 'duration', min: 1, help: 'skip workers whose heartbeat is older (default 60ms)' },
+  { key: 'heartbeatIntervalMs', flag: 'heartbeat-interval', kind: 'duration', min: 5, help: 'worker heartbeat interval (default 20ms)' },
+  { key: 'workerTimeoutMs', flag: 'worker-timeout', kind: 'duration', min: 200, help: 'silent this long = stalled, replaced (default 10s)' },
+  { key: 'bootTimeoutMs', flag: 'boot-timeout', kind: 'duration', min: 100, help: 'max time for a worker to listen (default 30s)' },
+  { key: 'killGraceMs', flag: 'kill-grace', kind: 'duration', min: 0, help: 'SIGTERM to SIGKILL grace (default 2s)' },
+  { key: 'drainTimeoutMs', flag: 'drain-timeout', kind: 'duration', min: 0, help: 'max drain time per worker (default 30s)' },
+  { key: 'drainIdleGraceMs', flag: 'drain-idle-grace', kind: 'duration', min: 0, help: 'keep idle keep-alive sockets this long in drain (default 2s)' },
+  { key: 'shutdownDelayMs', flag: 'shutdown-delay', kind: 'duration', min: 0, help: 'serve this long after SIGTERM with /readyz 503 (default 0)' },
+  { key: 'restartDelayMs', flag: 'restart-delay', kind: 'duration', min: 0, help: 'first backoff delay after a crash (default 250ms)' },
+  { key: 'restartDelayMaxMs', flag: 'restart-delay-max', kind: 'duration', min: 0, help: 'backoff cap (default 15s)' },
+  { key: 'restartResetMs', flag: 'restart-reset', kind: 'duration', min: 0, help: 'uptime that resets the crash count (default 10s)' },
+  { key: 'maxBootFailures', flag: 'max-boot-failures', kind: 'int', min: 1, help: 'consecutive boot failures before giving up (default 5)' },
+  { key: 'logLevel', flag: 'log-level', kind: { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, help: "log level (default 'info')" },
+];
+
+export function envName(spec: Spec): string {
+  return 'DROVER_' + spec.flag.toUpperCase().replace(/-/g, '_');
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
+
+/**
+ * Durations need a unit: a bare `30` is ambiguous (gunicorn reads seconds, most Node tools
+ * milliseconds), and guessing wrong by 1000x turns a watchdog into a kill loop.
+ */
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(text.trim());
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
+}
+
+function parseValue(spec: Spec, raw: string, from: string): string | number {
+  const fail = (expected: string): never => {
+    throw new DroverError('DROVER_ERR_OPTION', `${from}: expected ${expected}, got '${raw}'.`, ExitCode.USAGE);
+  };
+  const kind = spec.kind;
+  let value: string | number;
+  if (kind === 'int' || kind === 'port') {
+    if (!/^\d+$/.test(raw.trim())) fail(kind === 'port' ? 'a port number 0-65535' : 'a whole number');
+    value = Number(raw);
+    if (kind === 'port' && value > 65535) fail('a port number 0-65535');
+  } else if (kind === 'duration') {
+    const ms = parseDuration(raw);
+    if (ms === undefined) fail('a duration with a unit, like 500ms, 10s or 2m');
+    value = ms!;
+  } else if (typeof kind === 'object') {
+    if (!kind.oneOf.includes(raw)) fail(`one of ${kind.oneOf.join(', ')}`);
+    value = raw;
+  } else {
+    if (raw === '') fail('a non-empty value');
+    value = kind === 'path' ? path.resolve(raw) : raw;
+  }
+  if (typeof value === 'number' && spec.min !== undefined && value < spec.min) {
+    fail(kind === 'duration' ? `at least ${spec.min}ms` : `at least ${spec.min}`);
+  }
+  return value;
+}
+
+/**
+ * Merge defaults < environment < flags, validate once, and say exactly which flag or variable
+ * is wrong. `flags` holds the raw strings of parsed `--flag value` pairs.
+ */
+export function resolveOptions(
+  flags: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv,
+  appArg?: string,
+  cpus: () => number = () => os.availableParallelism(),
+): DroverOptions {
+  const out: Record<string, unknown> = { ...defaults };
+  let workersSource: DroverOptions['workersSource'] = 'cpus';
+  for (const spec of optionSpecs) {
+    const flagRaw = flags[spec.flag];
+    let raw: string | undefined;
+    let from = '';
+    if (flagRaw !== undefined) {
+      raw = flagRaw;
+      from = `--${spec.flag}`;
+    } else {
+      for (const name of [envName(spec), ...(spec.env ?? [])]) {
+        if (env[name] !== undefined && env[name] !== '') {
+          raw = env[name];
+          from = `environment variable ${name}`;
+          break;
+        }
+      }
+    }
+    if (raw === undefined) continue;
+    out[spec.key] = parseValue(spec, raw, from);
+    if (spec.key === 'workers') workersSource = flagRaw !== undefined ? 'flag' : 'env';
+  }
+  if (out.workers === undefined) out.workers = Math.max(1, cpus());
+  out.workersSource = workersSource;
+  out.app = appArg ? path.resolve(appArg) : (env.DROVER_APP ? path.resolve(env.DROVER_APP) : DEMO_APP);
+  const o = out as unknown as DroverOptions;
+  if (o.heartbeatIntervalMs * 2 > o.dispatchFreshnessMs) {
+    throw new DroverError(
+      'DROVER_ERR_OPTION',
+      `--heartbeat-interval (${o.heartbeatIntervalMs}ms) must be at most half of --dispatch-freshness (${o.dispatchFreshnessMs}ms), or every worker looks stale between beats.`,
+      ExitCode.USAGE,
+    );
+  }
+  if (o.workerTimeoutMs <= o.dispatchFreshnessMs) {
+    throw new DroverError(
+      'DROVER_ERR_OPTION',
+      `--worker-timeout (${o.workerTimeoutMs}ms) must be longer than --dispatch-freshness (${o.dispatchFreshnessMs}ms).`,
+      ExitCode.USAGE,
+    );
+  }
+  return o;
+}

@@ -1,0 +1,181 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { timingSafeEqual } from 'node:crypto';
+import type { Logger } from '../log';
+import type { Dispatcher } from './dispatcher';
+import type { Supervisor } from './supervisor';
+import type { WorkerHandle } from './worker-handle';
+
+export const VERSION: string = (require('../../../package.json') as { version: string }).version;
+
+export interface WorkerStatus {
+  slot: number;
+  id: number;
+  pid: number;
+  phase: string;
+  generation: number;
+  uptimeS: number;
+  heartbeatAgeMs: number;
+  loopDelayP50Ms: number | null;
+  loopDelayP99Ms: number | null;
+  loopDelayMaxMs: number | null;
+  utilization: number | null;
+  rssBytes: number | null;
+  heapUsedBytes: number | null;
+  inFlight: number | null;
+  connections: number | null;
+  requests: number | null;
+}
+
+export interface Status {
+  drover: {
+    version: string;
+    pid: number;
+    phase: string;
+    ready: boolean;
+    generation: number;
+    uptimeS: number;
+    workersTarget: number;
+    workersSource: string;
+    dispatch: string;
+    app: string;
+    port: number;
+    reload: { generation: number; replaced: number } | null;
+    exits: Record<string, number>;
+    reloads: { completed: number; aborted: number };
+    dispatcher: Dispatcher['stats'] & { queuedNow: number };
+  };
+  workers: WorkerStatus[];
+}
+
+const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+function workerStatus(h: WorkerHandle, now: number): WorkerStatus {
+  const b = h.beat;
+  return {
+    slot: h.slot,
+    id: h.id,
+    pid: h.pid,
+    phase: h.retiring && h.phase === 'listening' ? 'retiring' : h.phase,
+    generation: h.generation,
+    uptimeS: round((now - h.forkedAt) / 1000),
+    heartbeatAgeMs: Math.round(h.beatAge(now)),
+    loopDelayP50Ms: b ? round(b.loop.delayP50Ms, 2) : null,
+    loopDelayP99Ms: b ? round(b.loop.delayP99Ms, 2) : null,
+    loopDelayMaxMs: b ? round(b.loop.delayMaxMs, 2) : null,
+    utilization: b ? round(b.loop.utilization, 3) : null,
+    rssBytes: b?.rssBytes ?? null,
+    heapUsedBytes: b?.heapUsedBytes ?? null,
+    inFlight: b?.inFlight ?? null,
+    connections: b?.connections ?? null,
+    requests: b?.requests ?? null,
+  };
+}
+
+/**
+ * The primary's own HTTP server, on its own port. It only reads supervisor state (never calls a
+ * worker), so probes and status answer even while every worker's event loop is blocked.
+ */
+export class ControlServer {
+  private readonly server: http.Server;
+  private readonly startedAt = performance.now();
+  appPort = 0;
+
+  constructor(
+    private readonly sup: Supervisor,
+    private readonly dispatcher: Dispatcher,
+    private readonly token: string | undefined,
+    private readonly log: Logger,
+  ) {
+    this.server = http.createServer((req, res) => this.handle(req, res));
+    // Probes must not be starved by idle connections piling up.
+    this.server.keepAliveTimeout = 5_000;
+    this.server.headersTimeout = 10_000;
+    this.server.requestTimeout = 10_000;
+  }
+
+  listen(port: number, host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ port, host }, () => {
+        this.server.off('error', reject);
+        resolve((this.server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  close(): void {
+    this.server.close();
+    this.server.closeAllConnections();
+  }
+
+  status(): Status {
+    const now = performance.now();
+    const s = this.sup;
+    return {
+      drover: {
+        version: VERSION,
+        pid: process.pid,
+        phase: s.phase,
+        ready: s.isReady(now),
+        generation: s.generation,
+        uptimeS: round((now - this.startedAt) / 1000),
+        workersTarget: s.opts.workers,
+        workersSource: s.opts.workersSource,
+        dispatch: s.opts.dispatch,
+        app: s.opts.app,
+        port: this.appPort,
+        reload: s.reload ? { generation: s.reload.generation, replaced: s.reload.done } : null,
+        exits: { ...s.exits },
+        reloads: { ...s.reloads },
+        dispatcher: { ...this.dispatcher.stats, queuedNow: this.dispatcher.queuedNow },
+      },
+      workers: [...s.handles].sort((a, b) => a.slot - b.slot || a.id - b.id).map((h) => workerStatus(h, now)),
+    };
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = (req.url ?? '/').split('?')[0];
+    const route = `${req.method} ${url}`;
+    switch (route) {
+      case 'GET /livez':
+        return json(res, 200, { status: 'alive', phase: this.sup.phase });
+      case 'GET /readyz': {
+        const st = this.status();
+        const ready = st.drover.ready;
+        return json(res, ready ? 200 : 503, {
+          status: ready ? 'ready' : 'not ready',
+          phase: st.drover.phase,
+          workers: st.workers.map((w) => ({ slot: w.slot, pid: w.pid, phase: w.phase, heartbeatAgeMs: w.heartbeatAgeMs })),
+        });
+      }
+      case 'GET /status':
+        return json(res, 200, this.status());
+      case 'POST /reload':
+        return this.reload(req, res);
+      default:
+        return json(res, 404, { error: 'not found', routes: ['GET /livez', 'GET /readyz', 'GET /status', 'POST /reload'] });
+    }
+  }
+
+  private reload(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (!this.token) {
+      return json(res, 403, { error: 'reload over HTTP is disabled; start drover with --control-token (or send SIGHUP)' });
+    }
+    const given = Buffer.from((req.headers.authorization ?? '').replace(/^Bearer\s+/i, ''));
+    const want = Buffer.from(this.token);
+    if (given.length !== want.length || !timingSafeEqual(given, want)) {
+      this.log.warn({ remote: req.socket.remoteAddress }, 'control request with a wrong token');
+      return json(res, 401, { error: 'wrong or missing bearer token' });
+    }
+    const r = this.sup.requestReload('http');
+    json(res, r.accepted ? 202 : 409, r.accepted ? { status: 'reload started', generation: this.sup.generation } : { error: r.reason });
+  }
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

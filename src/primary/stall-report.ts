@@ -1,0 +1,23 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { CapturedStack } from '../worker/watchdog-thread';
+
+/**
+ * The stack a stalled worker's watchdog thread captured, if it did (it writes once the loop has
+ * been blocked for half the worker timeout, so by the time the primary gives up it is normally
+ * there). Removes the file: one report per stall.
+ */
+export function takeStallReport(runtimeDir: string, pid: number): CapturedStack | undefined {
+  const file = path.join(runtimeDir, `stack-${pid}.json`);
+  try {
+    const report = JSON.parse(fs.readFileSync(file, 'utf8')) as CapturedStack;
+    fs.rmSync(file, { force: true });
+    return report;
+  } catch {
+    return undefined;
+  }
+}
+
+export function formatFrames(report: CapturedStack): string[] {
+  return report.frames.map((f) => `${f.functionName} (${f.url}:${f.line}:${f.column})`);
+}

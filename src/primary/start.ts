@@ -1,0 +1,102 @@
+import cluster from 'node:cluster';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ExitCode } from '../errors';
+import { createLogger } from '../log';
+import type { DroverOptions } from '../options';
+import { ControlServer, VERSION } from './control-server';
+import { Dispatcher } from './dispatcher';
+import { Supervisor } from './supervisor';
+
+/** Connections held while no worker exists (all crashed or booting). */
+const MAX_QUEUED_CONNECTIONS = 1024;
+const QUEUE_TIMEOUT_MS = 10_000;
+
+/** Runs the primary until it stops; exits the process with the documented code. */
+export async function startPrimary(opts: DroverOptions): Promise<void> {
+  const log = createLogger(opts.logLevel, { role: 'primary' });
+  const runtimeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'drover-'));
+  const cleanup = () => fs.rmSync(runtimeDir, { recursive: true, force: true });
+
+  // Under pm2 fork mode process.argv[1] is pm2's wrapper: always name the worker entry.
+  cluster.setupPrimary({
+    exec: path.join(__dirname, '..', 'worker', 'main.js'),
+    execArgv: process.execArgv,
+    args: [],
+  });
+
+  let supervisor: Supervisor | undefined;
+  const dispatcher = new Dispatcher(
+    { mode: opts.dispatch, freshnessMs: opts.dispatchFreshnessMs, maxQueued: MAX_QUEUED_CONNECTIONS, queueTimeoutMs: QUEUE_TIMEOUT_MS },
+    () => supervisor?.handles ?? [],
+    log,
+  );
+  const sup = new Supervisor(opts, dispatcher, runtimeDir, log);
+  supervisor = sup;
+  const control = new ControlServer(sup, dispatcher, opts.controlToken, log);
+
+  const fail = (what: string, err: unknown): never => {
+    const e = err as NodeJS.ErrnoException;
+    log.fatal({ code: e.code, err: e.message }, `cannot listen on the ${what}`);
+    process.stderr.write(`drover: cannot listen on the ${what}: ${e.message}\n`);
+    cleanup();
+    process.exit(ExitCode.LISTEN_ERROR);
+  };
+  let port: number;
+  let controlPort: number;
+  try {
+    port = await dispatcher.listen(opts.port, opts.host);
+  } catch (err) {
+    return fail(`app port ${opts.host}:${opts.port}`, err);
+  }
+  try {
+    controlPort = await control.listen(opts.controlPort, opts.controlHost);
+  } catch (err) {
+    return fail(`control port ${opts.controlHost}:${opts.controlPort}`, err);
+  }
+  control.appPort = port;
+
+  log.info(
+    {
+      version: VERSION, port, host: opts.host, controlPort, controlHost: opts.controlHost,
+      workers: opts.workers, workersSource: opts.workersSource, dispatch: opts.dispatch, app: opts.app,
+    },
+    'drover listening',
+  );
+
+  sup.on('ready', () => {
+    // pm2 `wait_ready`: the app is up once every worker listens.
+    if (process.send) process.send('ready');
+  });
+  sup.on('exit', (code: number) => {
+    control.close();
+    cleanup();
+    log.info({ code }, 'drover stopped');
+    process.exit(code);
+  });
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (sup.phase === 'shutting-down') sup.forceStop();
+      else sup.shutdown(ExitCode.OK, signal);
+    });
+  }
+  process.on('SIGHUP', () => {
+    const r = sup.requestReload('SIGHUP');
+    if (!r.accepted) log.warn({ reason: r.reason }, 'reload request ignored');
+  });
+  // An unexpected exception in the primary leaves it in an unknown state: drain the workers and
+  // exit with a code that makes pm2 or Kubernetes start a fresh one. Never leave workers headless.
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'unexpected exception in the primary; draining workers and exiting');
+    if (sup.phase === 'shutting-down' || sup.phase === 'stopped') {
+      for (const h of sup.handles) h.worker.process.kill('SIGKILL');
+      cleanup();
+      process.exit(ExitCode.PRIMARY_ERROR);
+    }
+    sup.shutdown(ExitCode.PRIMARY_ERROR, 'uncaught exception');
+  });
+
+  sup.start();
+}

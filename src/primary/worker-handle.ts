@@ -1,0 +1,73 @@
+import type { Worker } from 'node:cluster';
+import type { HeartbeatMsg } from '../protocol';
+
+/**
+ * booting → listening → draining → stopped. `stalling` is a listening worker the watchdog gave up
+ * on (replacement started, being killed); it takes no traffic and counts as gone for readiness.
+ */
+export type WorkerPhase = 'booting' | 'listening' | 'draining' | 'stalling' | 'stopped';
+
+/** Why a worker left, for logs, restart decisions and (later) the restarts metric. */
+export type ExitReason = 'crash' | 'stalled' | 'boot-timeout' | 'app-error' | 'reload' | 'shutdown' | 'recycle';
+
+/** The primary's view of one worker process (cf. Puma's worker_handle.rb). */
+export class WorkerHandle {
+  phase: WorkerPhase = 'booting';
+  pid: number;
+  readonly forkedAt: number;
+  listeningAt: number | undefined;
+  /** performance.now() when the last heartbeat (or hello/listening) arrived. */
+  lastBeatAt: number;
+  beat: HeartbeatMsg | undefined;
+  /** Connections handed over since the last heartbeat: added to its in-flight for dispatch. */
+  dispatchedSinceBeat = 0;
+  /** Sockets sent and not yet acknowledged, by dispatch id. */
+  readonly unacked = new Set<number>();
+  /** Set when the worker is to be replaced: it serves until its successor listens, then drains. */
+  retiring: 'reload' | 'recycle' | undefined;
+  /** Why we stopped it, if we did; an exit without one is a crash. */
+  stopReason: ExitReason | undefined;
+  killTimer: NodeJS.Timeout | undefined;
+  drainStartedAt: number | undefined;
+  privatePort: number | undefined;
+  appError: string | undefined;
+
+  constructor(
+    readonly worker: Worker,
+    readonly slot: number,
+    readonly generation: number,
+    now: number,
+  ) {
+    this.pid = worker.process.pid ?? 0;
+    this.forkedAt = now;
+    this.lastBeatAt = now;
+  }
+
+  get id(): number {
+    return this.worker.id;
+  }
+
+  /** Takes new connections: listening, not draining, not written off. */
+  get serving(): boolean {
+    return this.phase === 'listening';
+  }
+
+  get alive(): boolean {
+    return this.phase !== 'stopped';
+  }
+
+  beatAge(now: number): number {
+    return now - this.lastBeatAt;
+  }
+
+  /** Busy-ness for least-busy dispatch: last reported in-flight plus what we sent since. */
+  load(): number {
+    return (this.beat?.inFlight ?? 0) + this.dispatchedSinceBeat;
+  }
+
+  onBeat(msg: HeartbeatMsg, now: number): void {
+    this.beat = msg;
+    this.lastBeatAt = now;
+    this.dispatchedSinceBeat = 0;
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The IPC protocol between the drover primary and its workers.
+ *
+ *   clients ──TCP──▶ primary (dispatcher: net.Server, pauseOnConnect)
+ *                      │  drover:socket  + socket handle  ─────────▶ worker
+ *                      │  ◀─────────────────────────── drover:adopted {id}
+ *                      │  drover:drain {timeouts}       ─────────▶ worker
+ *                      │  ◀──── drover:hello / drover:listening / drover:heartbeat
+ *                      │  ◀──── drover:app-error (then exit APP_LOAD_ERROR)
+ *                      │  ◀──── drover:signal (worker got SIGTERM/SIGINT; the primary decides)
+ *                    worker: http.Server on a private loopback port (so its timeouts run),
+ *                            fed the adopted sockets; the user's Express app inside.
+ *
+ * Other libraries share the channel (prom-client sends `prom-client:*`), so every drover
+ * message carries one namespaced `type`, and receivers ignore types that are not theirs.
+ * A reload may fork workers from newer files than the running primary: both sides check
+ * PROTOCOL_VERSION at hello.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** Loop health over the worker's last summary window (about one second). */
+export interface LoopStats {
+  /** Event-loop delay percentiles and max, ms. */
+  delayP50Ms: number;
+  delayP99Ms: number;
+  delayMaxMs: number;
+  /** Event-loop utilization 0..1. */
+  utilization: number;
+}
+
+export interface HeartbeatMsg {
+  type: 'drover:heartbeat';
+  seq: number;
+  /** Requests being handled right now. */
+  inFlight: number;
+  /** Open connections (adopted sockets not yet closed). */
+  connections: number;
+  /** Requests completed since the worker started. */
+  requests: number;
+  /** Sockets adopted since the worker started. */
+  adopted: number;
+  loop: LoopStats;
+  rssBytes: number;
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+}
+
+export interface HelloMsg {
+  type: 'drover:hello';
+  protocol: number;
+  pid: number;
+}
+export interface ListeningMsg {
+  type: 'drover:listening';
+  /** The worker's private loopback port (debugging aid; clients use the app port). */
+  privatePort: number;
+}
+export interface AdoptedMsg {
+  type: 'drover:adopted';
+  id: number;
+}
+export interface AppErrorMsg {
+  type: 'drover:app-error';
+  message: string;
+  stack: string | undefined;
+}
+export interface SignalMsg {
+  type: 'drover:signal';
+  signal: 'SIGTERM' | 'SIGINT';
+}
+export interface DrainedMsg {
+  type: 'drover:drained';
+  /** Connections force-closed at the deadline (0 after a clean drain). */
+  forced: number;
+}
+
+export type WorkerToPrimary =
+  | HelloMsg
+  | ListeningMsg
+  | HeartbeatMsg
+  | AdoptedMsg
+  | AppErrorMsg
+  | SignalMsg
+  | DrainedMsg;
+
+export interface SocketMsg {
+  type: 'drover:socket';
+  id: number;
+}
+export interface DrainMsg {
+  type: 'drover:drain';
+  timeoutMs: number;
+  idleGraceMs: number;
+}
+export interface ProtocolRejectMsg {
+  type: 'drover:protocol-reject';
+  expected: number;
+}
+
+export type PrimaryToWorker = SocketMsg | DrainMsg | ProtocolRejectMsg;
+
+const workerTypes = new Set<string>([
+  'drover:hello',
+  'drover:listening',
+  'drover:heartbeat',
+  'drover:adopted',
+  'drover:app-error',
+  'drover:signal',
+  'drover:drained',
+]);
+const primaryTypes = new Set<string>(['drover:socket', 'drover:drain', 'drover:protocol-reject']);
+
+function hasType(msg: unknown): msg is { type: string } {
+  return typeof msg === 'object' && msg !== null && typeof (msg as { type?: unknown }).type === 'string';
+}
+
+export function isWorkerMessage(msg: unknown): msg is WorkerToPrimary {
+  return hasType(msg) && workerTypes.has(msg.type);
+}
+
+export function isPrimaryMessage(msg: unknown): msg is PrimaryToWorker {
+  return hasType(msg) && primaryTypes.has(msg.type);
+}
+
+/** What the primary tells a worker at fork time, through the environment (JSON in DROVER_WORKER). */
+export interface WorkerConfig {
+  slot: number;
+  generation: number;
+  app: string;
+  heartbeatIntervalMs: number;
+  /** The watchdog thread captures the main thread's stack once the loop has been blocked this long. */
+  stackCaptureAfterMs: number;
+  /** Where the watchdog thread writes a captured stack (`stack-<pid>.json`). */
+  runtimeDir: string;
+  logLevel: string;
+}
+
+export const WORKER_CONFIG_ENV = 'DROVER_WORKER';

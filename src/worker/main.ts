@@ -1,0 +1,174 @@
+/**
+ * Entry point of every drover worker (forked by the primary with cluster.setupPrimary({ exec })).
+ * Loads the user's app, serves it on sockets handed over by the primary, beats, and drains on
+ * order. It never decides to stop on its own: signals are reported to the primary, which owns
+ * the lifecycle (pm2's tree-kill signals workers a moment before the primary).
+ */
+import * as http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { ExitCode } from '../errors';
+import { createLogger } from '../log';
+import {
+  PROTOCOL_VERSION,
+  WORKER_CONFIG_ENV,
+  isPrimaryMessage,
+  type WorkerConfig,
+  type WorkerToPrimary,
+} from '../protocol';
+import { Connections } from './connections';
+import { Heartbeat } from './heartbeat';
+import { loadApp, type AppHooks } from './load-app';
+import { startWatchdog } from './watchdog';
+
+const config = JSON.parse(process.env[WORKER_CONFIG_ENV] ?? 'null') as WorkerConfig | null;
+if (!config || !process.send) {
+  process.stderr.write('drover: the worker entry is started by the drover primary, not directly.\n');
+  process.exit(ExitCode.USAGE);
+}
+const cfg: WorkerConfig = config;
+const bindings = { role: 'worker', worker: cfg.slot, gen: cfg.generation };
+const log = createLogger(cfg.logLevel, bindings);
+// Lets the app tell its workers apart (logs, responses) without knowing drover's internals.
+process.env.DROVER_WORKER_SLOT = String(cfg.slot);
+process.env.DROVER_WORKER_GENERATION = String(cfg.generation);
+
+function send(msg: WorkerToPrimary, cb?: () => void): void {
+  if (!process.connected) return cb?.();
+  process.send!(msg, undefined, {}, (err) => {
+    // The channel can close between the check and the write (primary exiting): not an error here.
+    if (err) log.debug({ err: err.message, type: msg.type }, 'ipc send failed');
+    cb?.();
+  });
+}
+
+function exitAfterFlush(code: number): void {
+  // Let queued IPC messages reach the primary before the channel goes away.
+  if (process.connected) process.disconnect();
+  process.exit(code);
+}
+
+let hooks: AppHooks = {};
+let conns: Connections | undefined;
+let heartbeat: Heartbeat | undefined;
+
+async function runShutdownHook(budgetMs: number): Promise<void> {
+  if (!hooks.shutdown) return;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), budgetMs)));
+  try {
+    const result = await Promise.race([Promise.resolve(hooks.shutdown()), timeout]);
+    if (result === 'timeout') log.error({ budgetMs }, 'app shutdown hook did not finish in time; exiting anyway');
+  } catch (err) {
+    log.error({ err }, 'app shutdown hook threw; exiting anyway');
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function drain(timeoutMs: number, idleGraceMs: number): Promise<void> {
+  if (!conns || conns.state === 'draining' || conns.state === 'stopped') return;
+  const started = Date.now();
+  log.info({ timeoutMs, inFlight: conns.counters().inFlight }, 'draining');
+  const forced = await conns.drain(timeoutMs, idleGraceMs);
+  await runShutdownHook(Math.max(0, timeoutMs - (Date.now() - started)));
+  heartbeat?.stop();
+  log.info({ forced, ms: Date.now() - started }, forced ? 'drain deadline hit; connections closed' : 'drained');
+  send({ type: 'drover:drained', forced }, () => exitAfterFlush(ExitCode.OK));
+}
+
+process.on('message', (msg: unknown, handle: unknown) => {
+  if (!isPrimaryMessage(msg)) return;
+  switch (msg.type) {
+    case 'drover:socket': {
+      const socket = handle as Socket | undefined;
+      // Ack first: the primary keeps its copy of the socket until this arrives, and re-dispatches
+      // it if we die before acking. Acking before reading means no request bytes are lost that way.
+      send({ type: 'drover:adopted', id: msg.id });
+      if (socket && conns) conns.adopt(socket);
+      else socket?.destroy();
+      break;
+    }
+    case 'drover:drain':
+      void drain(msg.timeoutMs, msg.idleGraceMs);
+      break;
+    case 'drover:protocol-reject':
+      log.error({ expected: msg.expected, mine: PROTOCOL_VERSION }, 'primary speaks another protocol version; exiting');
+      exitAfterFlush(ExitCode.USAGE);
+      break;
+  }
+});
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    log.info({ signal }, 'signal received; waiting for the primary to order the drain');
+    send({ type: 'drover:signal', signal });
+  });
+}
+
+// The primary went away without draining us (SIGKILL): finish what is in flight, briefly, then go.
+process.on('disconnect', () => {
+  if (conns?.state === 'listening') {
+    log.warn('primary disconnected; draining and exiting');
+    void drain(1000, 0);
+  } else if (conns?.state !== 'draining') {
+    process.exit(ExitCode.FAILURE);
+  }
+});
+
+async function main(): Promise<void> {
+  const onBeat = startWatchdog({
+    captureAfterMs: cfg.stackCaptureAfterMs,
+    runtimeDir: cfg.runtimeDir,
+    primaryPid: process.ppid,
+    bindings,
+  });
+  send({ type: 'drover:hello', protocol: PROTOCOL_VERSION, pid: process.pid });
+
+  let loaded;
+  try {
+    loaded = await loadApp(cfg.app);
+    hooks = loaded.hooks;
+    if (hooks.ready) await hooks.ready();
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    log.fatal({ err: e, app: cfg.app }, 'app failed to load');
+    send({ type: 'drover:app-error', message: e.message, stack: e.stack }, () =>
+      exitAfterFlush(ExitCode.APP_LOAD_ERROR),
+    );
+    return;
+  }
+  const app = loaded.app;
+  app.set?.('x-powered-by', false);
+
+  const server = http.createServer();
+  const c = new Connections(server);
+  conns = c;
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    c.track(req, res);
+    app(req, res);
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    // Malformed requests get a plain 400 (431 for oversized headers) and never reach the app.
+    if (!socket.writable) return socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  });
+
+  // The server listens on a private loopback port (exclusive: not shared through the cluster):
+  // node runs header/request timeouts and closeIdleConnections() only for listening servers.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: 0, host: '127.0.0.1', exclusive: true }, resolve);
+  });
+  c.state = 'listening';
+  heartbeat = new Heartbeat(cfg.heartbeatIntervalMs, () => c.counters(), (m) => send(m), onBeat);
+  heartbeat.start();
+  const privatePort = (server.address() as AddressInfo).port;
+  send({ type: 'drover:listening', privatePort });
+  log.info({ privatePort }, 'listening');
+}
+
+main().catch((err: unknown) => {
+  log.fatal({ err }, 'worker failed to start');
+  exitAfterFlush(ExitCode.FAILURE);
+});

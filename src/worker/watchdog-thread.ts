@@ -1,0 +1,96 @@
+/**
+ * Runs in a worker_thread inside each drover worker. Two jobs the blocked main thread cannot do:
+ *
+ * 1. Capture the main thread's JS stack while its loop is stuck. `--report-on-signal` does not
+ *    help (the report is written only once the loop unblocks); the inspector does: pausing the
+ *    main thread through `Session.connectToMainThread()` returns its call frames within ~20 ms
+ *    even mid-spin. The stack is written to a file the primary reads when it declares the stall.
+ * 2. Kill the process when the primary is gone. A worker spinning in a loop never sees the IPC
+ *    disconnect, so it would outlive a SIGKILLed primary as an orphan.
+ *
+ * Output uses fs.writeSync: console output of a worker thread is relayed through the main
+ * thread, which is exactly the thread that is stuck.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Session } from 'node:inspector';
+import { workerData } from 'node:worker_threads';
+
+export interface WatchdogData {
+  /** BigInt64Array[0] = Date.now() of the main loop's last beat. */
+  beat: SharedArrayBuffer;
+  captureAfterMs: number;
+  runtimeDir: string;
+  primaryPid: number;
+  bindings: Record<string, unknown>;
+}
+
+export interface CapturedStack {
+  pid: number;
+  capturedAt: string;
+  blockedMs: number;
+  frames: { functionName: string; url: string; line: number; column: number }[];
+}
+
+const data = workerData as WatchdogData;
+const beat = new BigInt64Array(data.beat);
+const CHECK_MS = 100;
+let capturedForBeat = -1n;
+
+function log(level: number, msg: string, extra: Record<string, unknown>): void {
+  const line = { level, time: new Date().toISOString(), pid: process.pid, ...data.bindings, ...extra, msg };
+  try {
+    fs.writeSync(1, JSON.stringify(line) + '\n');
+  } catch {
+    // stdout gone (primary dead): nothing useful left to do with the line.
+  }
+}
+
+function capture(blockedMs: number): void {
+  const session = new Session();
+  session.connectToMainThread();
+  // Call frames name their script by id only; Debugger.enable replays scriptParsed for every
+  // loaded script, which gives the id -> file mapping.
+  const urls = new Map<string, string>();
+  session.on('Debugger.scriptParsed', (ev) => urls.set(ev.params.scriptId, ev.params.url));
+  session.once('Debugger.paused', (ev) => {
+    const frames = ev.params.callFrames.slice(0, 20).map((f) => ({
+      functionName: f.functionName || '<anonymous>',
+      url: f.url || urls.get(f.location.scriptId) || '<unknown>',
+      line: f.location.lineNumber + 1,
+      column: (f.location.columnNumber ?? 0) + 1,
+    }));
+    session.post('Debugger.resume', () => {
+      session.post('Debugger.disable', () => session.disconnect());
+    });
+    const report: CapturedStack = { pid: process.pid, capturedAt: new Date().toISOString(), blockedMs, frames };
+    const file = path.join(data.runtimeDir, `stack-${process.pid}.json`);
+    try {
+      fs.writeFileSync(file, JSON.stringify(report));
+    } catch {
+      // runtime dir removed (primary exiting): the log line below still carries the stack.
+    }
+    log(40, 'event loop blocked; main-thread stack captured', {
+      blockedMs,
+      stack: frames.map((f) => `${f.functionName} (${f.url}:${f.line}:${f.column})`),
+    });
+  });
+  session.post('Debugger.enable', () => session.post('Debugger.pause'));
+}
+
+// A ref'd interval keeps this thread alive; the main thread unrefs the Worker object so the
+// thread never keeps the process alive by itself.
+setInterval(() => {
+  if (process.ppid !== data.primaryPid) {
+    log(50, 'primary is gone; worker exits', { primaryPid: data.primaryPid });
+    process.kill(process.pid, 'SIGKILL');
+    return;
+  }
+  const last = Atomics.load(beat, 0);
+  if (last === 0n) return; // the loop has not beaten yet (still booting)
+  const blockedMs = Date.now() - Number(last);
+  if (blockedMs >= data.captureAfterMs && capturedForBeat !== last) {
+    capturedForBeat = last;
+    capture(blockedMs);
+  }
+}, CHECK_MS);

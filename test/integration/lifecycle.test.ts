@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { BIN, ROOT, alive, run, startDrover, type Drover } from '../helpers/drover';
+import { getJson } from '../helpers/load';
+
+describe('supervisor lifecycle', () => {
+  const started: Drover[] = [];
+  after(async () => {
+    await Promise.all(started.map((d) => d.stop()));
+  });
+
+  it('N workers serve /ping and `drover status` lists N listening workers', async () => {
+    const d = await startDrover({ args: ['--workers', '3'] });
+    started.push(d);
+    const pids = new Set<number>();
+    for (let i = 0; i < 30; i++) {
+      // A new connection each time: a keep-alive connection stays with the worker it was handed to.
+      const r = await getJson<{ pid: number }>(d.url('/ping'), { headers: { connection: 'close' } });
+      assert.equal(r.status, 200);
+      pids.add(r.body.pid);
+    }
+    assert.equal(pids.size, 3, 'every worker served some of 30 sequential requests');
+
+    const out = await run(process.execPath, [BIN, 'status', '--control-port', String(d.controlPort)]);
+    assert.equal(out.code, 0, out.stderr);
+    const rows = out.stdout.split('\n').filter((l) => /^\d+\s+\d+\s+listening\b/.test(l));
+    assert.equal(rows.length, 3, out.stdout);
+    assert.match(out.stdout, /workers 3\/3 listening/);
+
+    const json = await run(process.execPath, [BIN, 'status', '--json', '--control-port', String(d.controlPort)]);
+    const st = JSON.parse(json.stdout) as { workers: { pid: number }[] };
+    assert.deepEqual(new Set(st.workers.map((w) => w.pid)), pids);
+    await d.stop();
+  });
+
+  it('a SIGKILLed worker is replaced and the total stays N', async () => {
+    const d = await startDrover({ args: ['--workers', '2'] });
+    started.push(d);
+    const before = await d.status();
+    const victim = before.workers[0]!;
+    const mark = d.lines.length;
+    process.kill(victim.pid, 'SIGKILL');
+    const exited = await d.waitFor((l) => l.msg === 'worker exited' && l.workerPid === victim.pid, 5000, mark);
+    assert.equal(exited.reason, 'crash');
+    assert.equal(exited.signal, 'SIGKILL');
+    const replaced = await d.waitFor((l) => l.msg === 'worker listening' && l.worker === victim.slot, 5000, mark);
+    assert.notEqual(replaced.workerPid, victim.pid);
+    const after = await d.status();
+    assert.equal(after.workers.length, 2);
+    assert.ok(after.workers.every((w) => w.phase === 'listening'));
+    assert.ok(!after.workers.some((w) => w.pid === victim.pid));
+    assert.equal((await getJson(d.url('/ping'))).status, 200);
+    await d.stop();
+  });
+
+  it('a worker stuck in a busy loop is detected, its stack logged, and replaced while probes answer', async () => {
+    const timeoutMs = 1500;
+    const d = await startDrover({ args: ['--workers', '2', '--worker-timeout', `${timeoutMs}ms`, '--kill-grace', '500ms'] });
+    started.push(d);
+    const mark = d.lines.length;
+    const probeClient = run(process.execPath, [
+      path.join(ROOT, 'dist', 'test', 'helpers', 'probe-client.js'),
+      '4000',
+      d.controlUrl('/livez'),
+      d.controlUrl('/readyz'),
+      d.url('/ping'),
+    ]);
+    // Not awaited: this request holds its worker's loop for a minute (until the worker is killed).
+    const blocked = fetch(d.url('/block?ms=60000')).then(
+      (r) => r.status,
+      () => 'connection closed',
+    );
+    const stalled = await d.waitForMsg('worker exited', timeoutMs + 5000, mark).catch(() => undefined);
+    const stall = d.lines.slice(mark).find((l) => typeof l.msg === 'string' && l.msg.startsWith('worker stalled'));
+    assert.ok(stall, `a stall was logged\n${d.tail()}`);
+    assert.ok(stalled, 'the stalled worker exited');
+    assert.equal(stalled.reason, 'stalled');
+    assert.ok((stall.heartbeatAgeMs as number) >= timeoutMs);
+    assert.ok(Array.isArray(stall.stack), `stack captured: ${JSON.stringify(stall)}`);
+    assert.match((stall.stack as string[]).join('\n'), /demo[/\\]app\.(js|ts)/, 'the stack points into the demo route');
+    await d.waitFor((l) => l.msg === 'worker listening' && l.worker === stall.worker, 5000, mark);
+    assert.equal(await blocked, 'connection closed');
+
+    const probes = JSON.parse((await probeClient).stdout) as Record<string, { count: number; statuses: Record<string, number>; maxMs: number; errors: number }>;
+    const livez = probes[d.controlUrl('/livez')]!;
+    const readyz = probes[d.controlUrl('/readyz')]!;
+    const ping = probes[d.url('/ping')]!;
+    assert.equal(livez.errors, 0);
+    assert.equal(livez.statuses['200'], livez.count, 'livez always 200');
+    assert.ok(livez.maxMs < 1000, `livez answered within 1 s every time (max ${livez.maxMs.toFixed(1)} ms)`);
+    assert.equal(readyz.statuses['200'], readyz.count, 'readyz stays 200: the other worker is fresh');
+    assert.ok(readyz.maxMs < 1000);
+    assert.equal(ping.errors, 0, 'the other worker kept serving');
+    assert.equal(ping.statuses['200'], ping.count);
+    await d.stop();
+  });
+
+  it('SIGTERM during a 2 s request: it completes with 200, then exit 0 and no process left', async () => {
+    const d = await startDrover({ args: ['--workers', '2'] });
+    started.push(d);
+    const st = await d.status();
+    const slow = getJson<{ waitedMs: number }>(d.url('/slow?ms=2000'));
+    await d.until(async () => (await d.status()).workers.some((w) => w.inFlight === 1), 'the request is in flight');
+    d.child.kill('SIGTERM');
+    const r = await slow;
+    assert.equal(r.status, 200);
+    assert.equal(r.body.waitedMs, 2000);
+    const exit = await d.exited;
+    assert.deepEqual(exit, { code: 0, signal: null });
+    for (const w of st.workers) assert.equal(alive(w.pid), false, `worker ${w.pid} is gone`);
+    assert.equal(alive(d.pid), false);
+  });
+
+  it('a SIGKILLed primary leaves no orphan: workers (even a blocked one) exit', async () => {
+    const d = await startDrover({ args: ['--workers', '2'] });
+    started.push(d);
+    const st = await d.status();
+    const blocked = fetch(d.url('/block?ms=60000')).catch(() => undefined);
+    // A blocked worker stops beating: that is how we know the request is being served.
+    await d.until(async () => (await d.status()).workers.some((w) => w.heartbeatAgeMs > 300), 'a worker is blocked');
+    process.kill(d.pid, 'SIGKILL');
+    await d.exited;
+    const deadline = Date.now() + 5000;
+    const pids = st.workers.map((w) => w.pid);
+    // Orphans are not our children: poll for their disappearance, bounded.
+    while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(pids.filter(alive), [], 'no worker outlived the primary by 5 s');
+    await blocked;
+  });
+});
