@@ -25,6 +25,8 @@ interface Reload {
 }
 
 const TICK_MS = 100;
+/** A worker's own SIGTERM/SIGINT is acted on only if the primary was not signalled meanwhile. */
+const SIGNAL_SETTLE_MS = 1000;
 
 /**
  * Signal and event handlers only record what happened; `tick()` compares what is with what should
@@ -125,6 +127,12 @@ export class Supervisor extends EventEmitter {
       } else if (h.phase === 'booting' && now - h.forkedAt > this.opts.bootTimeoutMs) {
         this.log.error({ worker: h.slot, wid: h.id, workerPid: h.pid, bootTimeoutMs: this.opts.bootTimeoutMs }, 'worker did not listen in time; killing it');
         this.kill(h, 'boot-timeout');
+      }
+    }
+    for (const h of this.handles) {
+      if (h.signalledAt !== undefined && now - h.signalledAt >= SIGNAL_SETTLE_MS && h.phase === 'listening' && !h.retiring) {
+        this.log.info({ worker: h.slot, workerPid: h.pid }, 'worker was signalled; replacing it');
+        h.retiring = 'recycle';
       }
     }
     this.stepReload();
@@ -266,11 +274,9 @@ export class Supervisor extends EventEmitter {
         h.appError = msg.message;
         return;
       case 'drover:signal':
-        if (this.phase === 'running' && h.phase === 'listening' && !h.retiring) {
-          this.log.info({ worker: h.slot, workerPid: h.pid, signal: msg.signal }, 'worker was signalled; replacing it');
-          h.retiring = 'recycle';
-          this.schedule();
-        }
+        // Acted on in tick() after SIGNAL_SETTLE_MS: pm2's tree-kill signals workers a moment
+        // before the primary, and replacing workers that are about to be drained is wasted work.
+        h.signalledAt ??= now;
         return;
       case 'drover:drained':
         return;

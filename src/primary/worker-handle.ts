@@ -25,6 +25,8 @@ export class WorkerHandle {
   readonly unacked = new Set<number>();
   /** Set when the worker is to be replaced: it serves until its successor listens, then drains. */
   retiring: 'reload' | 'recycle' | undefined;
+  /** When the worker reported a SIGTERM/SIGINT of its own (someone wants it gone). */
+  signalledAt: number | undefined;
   /** Why we stopped it, if we did; an exit without one is a crash. */
   stopReason: ExitReason | undefined;
   killTimer: NodeJS.Timeout | undefined;

@@ -54,6 +54,22 @@ describe('supervisor lifecycle', () => {
     await d.stop();
   });
 
+  it('a worker sent SIGTERM on its own is replaced first, then drained (no downtime)', async () => {
+    const d = await startDrover({ args: ['--workers', '1', '--drain-idle-grace', '100ms'] });
+    started.push(d);
+    const [victim] = (await d.status()).workers;
+    const mark = d.lines.length;
+    process.kill(victim!.pid, 'SIGTERM');
+    await d.waitForMsg('worker was signalled; replacing it', 5000, mark);
+    const replacement = await d.waitForMsg('worker listening', 5000, mark);
+    const exited = await d.waitFor((l) => l.msg === 'worker exited' && l.workerPid === victim!.pid, 5000, mark);
+    assert.equal(exited.reason, 'recycle');
+    assert.equal(exited.code, 0, 'it drained and exited cleanly');
+    assert.ok(d.lines.indexOf(replacement) < d.lines.indexOf(exited), 'the replacement listened before the old worker left');
+    assert.equal((await getJson(d.url('/ping'))).status, 200);
+    await d.stop();
+  });
+
   it('a worker stuck in a busy loop is detected, its stack logged, and replaced while probes answer', async () => {
     const timeoutMs = 1500;
     const d = await startDrover({ args: ['--workers', '2', '--worker-timeout', `${timeoutMs}ms`, '--kill-grace', '500ms'] });

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { BIN, FIXTURES, run, startDrover, type Drover } from '../helpers/drover';
+import { getJson, loadUntil } from '../helpers/load';
+
+describe('zero-downtime rolling reload', () => {
+  const started: Drover[] = [];
+  after(async () => {
+    await Promise.all(started.map((d) => d.stop()));
+  });
+
+  it('SIGHUP under load: zero failed requests, every pid changed, generation incremented', async () => {
+    const d = await startDrover({ args: ['--workers', '2', '--drain-idle-grace', '1s'] });
+    started.push(d);
+    const before = await d.status();
+    assert.equal(before.drover.generation, 1);
+    const mark = d.lines.length;
+
+    // Load across all three client kinds, running from before the reload until after it.
+    let release!: () => void;
+    const stop = new Promise<void>((r) => (release = r));
+    const load = loadUntil(d.url('/ping'), stop, { keepAlive: 4, fresh: 2, fetchLoops: 2 });
+    // Some traffic first, so keep-alive connections exist on the old workers.
+    await d.until(async () => (await d.status()).workers.every((w) => (w.requests ?? 0) > 50), 'the old workers served traffic');
+    d.child.kill('SIGHUP');
+    await d.waitForMsg('rolling reload complete', 20_000, mark);
+    // Keep loading until the old workers have fully drained and exited.
+    await d.until(async () => {
+      const s = await d.status();
+      return s.workers.length === 2 && s.workers.every((w) => w.phase === 'listening' && w.generation === 2);
+    }, 'only new-generation workers remain');
+    const afterStatus = await d.status();
+    // And a little traffic on the new generation only.
+    await d.until(async () => (await d.status()).workers.every((w) => (w.requests ?? 0) > 20), 'the new workers served traffic');
+    release();
+    const r = await load;
+
+    assert.equal(r.failed, 0, `failed requests: ${JSON.stringify(r.errors)}`);
+    assert.ok(r.ok > 500, `load was sustained (${r.ok} requests)`);
+    assert.equal(afterStatus.drover.generation, 2);
+    const oldPids = new Set(before.workers.map((w) => w.pid));
+    assert.ok(afterStatus.workers.every((w) => !oldPids.has(w.pid)), 'every worker pid changed');
+    assert.equal(d.lines.slice(mark).filter((l) => l.msg === 'worker exited' && l.reason === 'reload').length, 2);
+    await d.stop();
+  });
+
+  it('`drover reload --wait` with a token uses POST /reload; a wrong token gets 401', async () => {
+    const d = await startDrover({ args: ['--workers', '1', '--control-token', 's3cret'] });
+    started.push(d);
+    const wrong = await getJson(d.controlUrl('/reload'), { method: 'POST', headers: { authorization: 'Bearer nope' } });
+    assert.equal(wrong.status, 401);
+    const out = await run(process.execPath, [BIN, 'reload', '--wait', '--control-port', String(d.controlPort)], {
+      env: { ...process.env, DROVER_CONTROL_TOKEN: 's3cret' },
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /reload complete: generation 2/);
+    assert.equal((await d.status()).drover.generation, 2);
+    await d.stop();
+  });
+
+  it('without a token POST /reload is refused, and `drover reload` signals the primary instead', async () => {
+    const d = await startDrover({ args: ['--workers', '1'] });
+    started.push(d);
+    const refused = await getJson<{ error: string }>(d.controlUrl('/reload'), { method: 'POST' });
+    assert.equal(refused.status, 403);
+    assert.match(refused.body.error, /disabled/);
+    const out = await run(process.execPath, [BIN, 'reload', '--wait', '--control-port', String(d.controlPort)]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal((await d.status()).drover.generation, 2);
+    await d.stop();
+  });
+
+  it('a new generation that fails to boot aborts the reload; the old workers keep serving', async () => {
+    const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'drover-test-')), 'broken');
+    const d = await startDrover({ app: path.join(FIXTURES, 'fails-when-marked.js'), args: ['--workers', '2'], env: { FAIL_MARKER: marker } });
+    started.push(d);
+    const before = await d.status();
+    const mark = d.lines.length;
+    fs.writeFileSync(marker, 'the next release is broken');
+    const out = await run(process.execPath, [BIN, 'reload', '--wait', '--control-port', String(d.controlPort)]);
+    assert.equal(out.code, 1);
+    assert.match(out.stderr, /reload aborted/);
+    const aborted = await d.waitForMsg('reload aborted; the previous generation keeps serving', 5000, mark);
+    assert.match(String(aborted.why), /new release is broken/);
+    const st = await d.status();
+    assert.deepEqual(st.workers.map((w) => w.pid).sort(), before.workers.map((w) => w.pid).sort(), 'the old workers are still the ones serving');
+    assert.ok(st.workers.every((w) => w.phase === 'listening'));
+    assert.equal((await getJson(d.url('/ping'))).status, 200);
+    assert.equal(d.exit, undefined, 'drover is still running');
+    await d.stop();
+  });
+});
