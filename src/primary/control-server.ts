@@ -26,6 +26,9 @@ export interface WorkerStatus {
   inFlight: number | null;
   connections: number | null;
   requests: number | null;
+  /** Connections the primary handed to this worker. */
+  dispatched: number;
+  privatePort: number | null;
 }
 
 export interface Status {
@@ -70,6 +73,8 @@ function workerStatus(h: WorkerHandle, now: number): WorkerStatus {
     inFlight: b?.inFlight ?? null,
     connections: b?.connections ?? null,
     requests: b?.requests ?? null,
+    dispatched: h.dispatched,
+    privatePort: h.privatePort ?? null,
   };
 }
 

@@ -84,6 +84,7 @@ export class Dispatcher {
   private send(socket: net.Socket, h: WorkerHandle): void {
     const id = this.nextId++;
     this.stats.dispatched++;
+    h.dispatched++;
     h.dispatchedSinceBeat++;
     h.unacked.add(id);
     this.inflight.set(id, { socket, handle: h });

@@ -19,6 +19,8 @@ export class WorkerHandle {
   /** performance.now() when the last heartbeat (or hello/listening) arrived. */
   lastBeatAt: number;
   beat: HeartbeatMsg | undefined;
+  /** Connections handed to this worker since it started. */
+  dispatched = 0;
   /** Connections handed over since the last heartbeat: added to its in-flight for dispatch. */
   dispatchedSinceBeat = 0;
   /** Sockets sent and not yet acknowledged, by dispatch id. */
