@@ -49,6 +49,10 @@ export interface DroverOptions {
   restartResetMs: number;
   /** Consecutive workers dying before they listen, after which drover stops with exit code 4. @defaultValue 5 */
   maxBootFailures: number;
+  /** Workers push a metrics snapshot this often; bounds the counts a SIGKILLed worker takes with it. @defaultValue 1 s */
+  metricsIntervalMs: number;
+  /** A scrape of /metrics waits at most this long for fresh worker snapshots, then uses the last ones. @defaultValue 500 ms */
+  metricsTimeoutMs: number;
   /** pino log level for primary and workers. @defaultValue 'info' */
   logLevel: LogLevel;
 }
@@ -75,6 +79,8 @@ export const defaults: Omit<DroverOptions, 'workers' | 'workersSource'> = {
   restartDelayMaxMs: 15_000,
   restartResetMs: 10_000,
   maxBootFailures: 5,
+  metricsIntervalMs: 1_000,
+  metricsTimeoutMs: 500,
   logLevel: 'info',
 };
 
@@ -110,6 +116,8 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'restartDelayMaxMs', flag: 'restart-delay-max', kind: 'duration', min: 0, help: 'backoff cap (default 15s)' },
   { key: 'restartResetMs', flag: 'restart-reset', kind: 'duration', min: 0, help: 'uptime that resets the crash count (default 10s)' },
   { key: 'maxBootFailures', flag: 'max-boot-failures', kind: 'int', min: 1, help: 'consecutive boot failures before giving up (default 5)' },
+  { key: 'metricsIntervalMs', flag: 'metrics-interval', kind: 'duration', min: 100, help: 'worker metrics snapshot period (default 1s)' },
+  { key: 'metricsTimeoutMs', flag: 'metrics-timeout', kind: 'duration', min: 10, help: 'longest wait of /metrics for fresh worker snapshots (default 500ms)' },
   { key: 'logLevel', flag: 'log-level', kind: { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, help: "log level (default 'info')" },
 ];
 

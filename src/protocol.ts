@@ -8,6 +8,8 @@
  *                      │  ◀──── drover:hello / drover:listening / drover:heartbeat
  *                      │  ◀──── drover:app-error (then exit APP_LOAD_ERROR)
  *                      │  ◀──── drover:signal (worker got SIGTERM/SIGINT; the primary decides)
+ *                      │  drover:collect {id}           ─────────▶ worker
+ *                      │  ◀──── drover:metrics {id, metrics} (id 0: periodic push, last one at drain)
  *                    worker: http.Server on a private loopback port (so its timeouts run),
  *                            fed the adopted sockets; the user's Express app inside.
  *
@@ -68,6 +70,22 @@ export interface SignalMsg {
   type: 'drover:signal';
   signal: 'SIGTERM' | 'SIGINT';
 }
+/** One metric as prom-client's `getMetricsAsJSON()` gives it (the input of its aggregate()). */
+export interface MetricJson {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
+}
+
+export interface MetricsMsg {
+  type: 'drover:metrics';
+  /** The collect request answered, or 0 for a periodic or final push. */
+  id: number;
+  metrics: MetricJson[];
+}
+
 export interface DrainedMsg {
   type: 'drover:drained';
   /** Connections force-closed at the deadline (0 after a clean drain). */
@@ -81,6 +99,7 @@ export type WorkerToPrimary =
   | AdoptedMsg
   | AppErrorMsg
   | SignalMsg
+  | MetricsMsg
   | DrainedMsg;
 
 export interface SocketMsg {
@@ -97,7 +116,12 @@ export interface ProtocolRejectMsg {
   expected: number;
 }
 
-export type PrimaryToWorker = SocketMsg | DrainMsg | ProtocolRejectMsg;
+export interface CollectMsg {
+  type: 'drover:collect';
+  id: number;
+}
+
+export type PrimaryToWorker = SocketMsg | DrainMsg | ProtocolRejectMsg | CollectMsg;
 
 const workerTypes = new Set<string>([
   'drover:hello',
@@ -106,9 +130,10 @@ const workerTypes = new Set<string>([
   'drover:adopted',
   'drover:app-error',
   'drover:signal',
+  'drover:metrics',
   'drover:drained',
 ]);
-const primaryTypes = new Set<string>(['drover:socket', 'drover:drain', 'drover:protocol-reject']);
+const primaryTypes = new Set<string>(['drover:socket', 'drover:drain', 'drover:protocol-reject', 'drover:collect']);
 
 function hasType(msg: unknown): msg is { type: string } {
   return typeof msg === 'object' && msg !== null && typeof (msg as { type?: unknown }).type === 'string';
@@ -133,6 +158,8 @@ export interface WorkerConfig {
   /** Where the watchdog thread writes a captured stack (`stack-<pid>.json`). */
   runtimeDir: string;
   logLevel: string;
+  /** Period of unsolicited metrics snapshots (bounds what a SIGKILL loses from the counters). */
+  metricsIntervalMs: number;
 }
 
 export const WORKER_CONFIG_ENV = 'DROVER_WORKER';

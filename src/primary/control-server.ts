@@ -92,6 +92,7 @@ export class ControlServer {
     private readonly dispatcher: Dispatcher,
     private readonly token: string | undefined,
     private readonly log: Logger,
+    private readonly scrape: () => Promise<{ contentType: string; body: string }>,
   ) {
     this.server = http.createServer((req, res) => this.handle(req, res));
     // Probes must not be starved by idle connections piling up.
@@ -157,10 +158,21 @@ export class ControlServer {
       }
       case 'GET /status':
         return json(res, 200, this.status());
+      case 'GET /metrics':
+        return void this.scrape().then(
+          (m) => {
+            res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
+            res.end(m.body);
+          },
+          (err: unknown) => {
+            this.log.error({ err }, 'metrics scrape failed');
+            json(res, 500, { error: 'metrics scrape failed; see the drover log' });
+          },
+        );
       case 'POST /reload':
         return this.reload(req, res);
       default:
-        return json(res, 404, { error: 'not found', routes: ['GET /livez', 'GET /readyz', 'GET /status', 'POST /reload'] });
+        return json(res, 404, { error: 'not found', routes: ['GET /livez', 'GET /readyz', 'GET /status', 'GET /metrics', 'POST /reload'] });
     }
   }
 

@@ -12,6 +12,8 @@ export interface DispatcherOptions {
   maxQueued: number;
   /** A held connection older than this is closed rather than kept waiting. */
   queueTimeoutMs: number;
+  /** Told how long each connection waited between accept and handoff (seconds). */
+  onHandoff?: (waitSeconds: number) => void;
 }
 
 export interface DispatchStats {
@@ -24,6 +26,8 @@ export interface DispatchStats {
   dropped: number;
   /** Sockets re-sent because their worker died before adopting them. */
   redispatched: number;
+  /** Connections handed over, per worker slot (monotonic across worker lifetimes). */
+  dispatchedBySlot: number[];
 }
 
 interface InFlight {
@@ -38,7 +42,9 @@ interface InFlight {
  * socket goes to another worker. Nothing is proxied.
  */
 export class Dispatcher {
-  readonly stats: DispatchStats = { dispatched: 0, allStale: 0, queued: 0, dropped: 0, redispatched: 0 };
+  readonly stats: DispatchStats = {
+    dispatched: 0, allStale: 0, queued: 0, dropped: 0, redispatched: 0, dispatchedBySlot: [],
+  };
   private readonly server: net.Server;
   private readonly inflight = new Map<number, InFlight>();
   private queue: { socket: net.Socket; at: number }[] = [];
@@ -50,8 +56,10 @@ export class Dispatcher {
     private readonly opts: DispatcherOptions,
     private readonly workers: () => readonly WorkerHandle[],
     private readonly log: Logger,
+    slots: number,
   ) {
     this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.route(socket));
+    for (let slot = 0; slot < slots; slot++) this.stats.dispatchedBySlot[slot] = 0;
   }
 
   listen(port: number, host: string): Promise<number> {
@@ -72,18 +80,20 @@ export class Dispatcher {
     this.queue = [];
   }
 
-  private route(socket: net.Socket): void {
+  private route(socket: net.Socket, acceptedAt = performance.now()): void {
     if (this.closed) return void socket.destroy();
     const now = performance.now();
     const choice = choose(this.workers(), this.opts.mode, this.opts.freshnessMs, now, this.cursor++);
-    if (!choice) return this.hold(socket, now);
+    if (!choice) return this.hold(socket, acceptedAt);
     if (choice.allStale) this.stats.allStale++;
-    this.send(socket, choice.worker);
+    this.send(socket, choice.worker, acceptedAt, now);
   }
 
-  private send(socket: net.Socket, h: WorkerHandle): void {
+  private send(socket: net.Socket, h: WorkerHandle, acceptedAt: number, now: number): void {
     const id = this.nextId++;
+    this.opts.onHandoff?.((now - acceptedAt) / 1000);
     this.stats.dispatched++;
+    this.stats.dispatchedBySlot[h.slot] = (this.stats.dispatchedBySlot[h.slot] ?? 0) + 1;
     h.dispatched++;
     h.dispatchedSinceBeat++;
     h.unacked.add(id);
@@ -133,7 +143,7 @@ export class Dispatcher {
         continue;
       }
       const choice = choose(this.workers(), this.opts.mode, this.opts.freshnessMs, now, this.cursor++);
-      if (choice) this.send(q.socket, choice.worker);
+      if (choice) this.send(q.socket, choice.worker, q.at, now);
       else this.queue.push(q);
     }
   }

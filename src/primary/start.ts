@@ -7,6 +7,7 @@ import { createLogger } from '../log';
 import type { DroverOptions } from '../options';
 import { ControlServer, VERSION } from './control-server';
 import { Dispatcher } from './dispatcher';
+import { createScraper } from './scrape';
 import { Supervisor } from './supervisor';
 
 /** Connections held while no worker exists (all crashed or booting). */
@@ -27,14 +28,21 @@ export async function startPrimary(opts: DroverOptions): Promise<void> {
   });
 
   let supervisor: Supervisor | undefined;
+  let onHandoff: ((s: number) => void) | undefined;
   const dispatcher = new Dispatcher(
-    { mode: opts.dispatch, freshnessMs: opts.dispatchFreshnessMs, maxQueued: MAX_QUEUED_CONNECTIONS, queueTimeoutMs: QUEUE_TIMEOUT_MS },
+    {
+      mode: opts.dispatch, freshnessMs: opts.dispatchFreshnessMs, maxQueued: MAX_QUEUED_CONNECTIONS,
+      queueTimeoutMs: QUEUE_TIMEOUT_MS, onHandoff: (s) => onHandoff?.(s),
+    },
     () => supervisor?.handles ?? [],
     log,
+    opts.workers,
   );
   const sup = new Supervisor(opts, dispatcher, runtimeDir, log);
   supervisor = sup;
-  const control = new ControlServer(sup, dispatcher, opts.controlToken, log);
+  const scraper = createScraper(sup, dispatcher, VERSION);
+  onHandoff = (s) => scraper.metrics.dispatchWait.observe(s);
+  const control = new ControlServer(sup, dispatcher, opts.controlToken, log, scraper.scrape);
 
   const fail = (what: string, err: unknown): never => {
     const e = err as NodeJS.ErrnoException;

@@ -33,7 +33,8 @@ const SIGNAL_SETTLE_MS = 1000;
  * be and acts (gunicorn's arbiter loop, Puma's cluster). Replacing a worker is always "start the
  * new one, then retire the old one": stall, recycle and rolling reload share that path.
  *
- * Events: 'ready' (every slot listening for the first time), 'exit' (code) once all is stopped.
+ * Events: 'ready' (every slot listening for the first time), 'exit' (code) once all is stopped,
+ * 'worker-metrics' (handle, id, metrics) for each snapshot, 'worker-gone' (handle) after an exit.
  */
 export class Supervisor extends EventEmitter {
   phase: SupervisorPhase = 'starting';
@@ -44,6 +45,8 @@ export class Supervisor extends EventEmitter {
   readonly exits: Record<ExitReason, number> = {
     crash: 0, stalled: 0, 'boot-timeout': 0, 'app-error': 0, reload: 0, shutdown: 0, recycle: 0,
   };
+  /** Drains started, by reason. */
+  readonly drains: Record<string, number> = { reload: 0, recycle: 0, shutdown: 0 };
   reload: Reload | undefined;
   reloads = { completed: 0, aborted: 0 };
   private bootFailures = 0;
@@ -193,6 +196,7 @@ export class Supervisor extends EventEmitter {
       stackCaptureAfterMs: Math.max(100, Math.floor(this.opts.workerTimeoutMs / 2)),
       runtimeDir: this.runtimeDir,
       logLevel: this.opts.logLevel,
+      metricsIntervalMs: this.opts.metricsIntervalMs,
     };
     const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(config) });
     const h = new WorkerHandle(worker, slot, this.generation, now);
@@ -209,6 +213,7 @@ export class Supervisor extends EventEmitter {
     h.phase = 'draining';
     h.stopReason ??= reason;
     h.drainStartedAt = now;
+    this.drains[reason] = (this.drains[reason] ?? 0) + 1;
     h.worker.send({ type: 'drover:drain', timeoutMs: this.opts.drainTimeoutMs, idleGraceMs: this.opts.drainIdleGraceMs });
     this.log.info({ worker: h.slot, wid: h.id, workerPid: h.pid, reason }, 'worker draining');
     // The worker enforces the drain deadline itself; this is the backstop if it cannot.
@@ -278,6 +283,9 @@ export class Supervisor extends EventEmitter {
         // before the primary, and replacing workers that are about to be drained is wasted work.
         h.signalledAt ??= now;
         return;
+      case 'drover:metrics':
+        this.emit('worker-metrics', h, msg.id, msg.metrics);
+        return;
       case 'drover:drained':
         return;
     }
@@ -309,6 +317,7 @@ export class Supervisor extends EventEmitter {
     h.phase = 'stopped';
     this.handles.splice(this.handles.indexOf(h), 1);
     this.dispatcher.onWorkerGone(h);
+    this.emit('worker-gone', h);
     const reason: ExitReason = h.appError ? 'app-error' : (h.stopReason ?? 'crash');
     this.exits[reason]++;
     const level = h.stopReason && h.stopReason !== 'stalled' && h.stopReason !== 'boot-timeout' ? 'info' : 'error';

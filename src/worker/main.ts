@@ -18,6 +18,7 @@ import {
 import { Connections } from './connections';
 import { Heartbeat } from './heartbeat';
 import { loadApp, type AppHooks } from './load-app';
+import { WorkerMetrics } from './metrics';
 import { startWatchdog } from './watchdog';
 
 const config = JSON.parse(process.env[WORKER_CONFIG_ENV] ?? 'null') as WorkerConfig | null;
@@ -48,6 +49,19 @@ function exitAfterFlush(code: number): void {
 }
 
 let hooks: AppHooks = {};
+const metrics = new WorkerMetrics((msg, extra) => log.warn(extra, msg));
+let metricsTimer: NodeJS.Timeout | undefined;
+
+/** Sends a snapshot; `id` answers a collect request, 0 is an unsolicited push. */
+function pushMetrics(id: number, cb?: () => void): void {
+  metrics.snapshot().then(
+    (m) => send({ type: 'drover:metrics', id, metrics: m }, cb),
+    (err: unknown) => {
+      log.error({ err }, 'metrics snapshot failed');
+      cb?.();
+    },
+  );
+}
 let conns: Connections | undefined;
 let heartbeat: Heartbeat | undefined;
 
@@ -72,6 +86,9 @@ async function drain(timeoutMs: number, idleGraceMs: number): Promise<void> {
   const forced = await conns.drain(timeoutMs, idleGraceMs);
   await runShutdownHook(Math.max(0, timeoutMs - (Date.now() - started)));
   heartbeat?.stop();
+  clearTimeout(metricsTimer);
+  // The last snapshot is what the primary retires into the totals: send it after the last request.
+  await new Promise<void>((resolve) => pushMetrics(0, resolve));
   log.info({ forced, ms: Date.now() - started }, forced ? 'drain deadline hit; connections closed' : 'drained');
   send({ type: 'drover:drained', forced }, () => exitAfterFlush(ExitCode.OK));
 }
@@ -88,6 +105,9 @@ process.on('message', (msg: unknown, handle: unknown) => {
       else socket?.destroy();
       break;
     }
+    case 'drover:collect':
+      pushMetrics(msg.id);
+      break;
     case 'drover:drain':
       void drain(msg.timeoutMs, msg.idleGraceMs);
       break;
@@ -139,12 +159,14 @@ async function main(): Promise<void> {
   }
   const app = loaded.app;
   app.set?.('x-powered-by', false);
+  metrics.addAppRegistry(cfg.app);
 
   const server = http.createServer();
   const c = new Connections(server);
   conns = c;
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     c.track(req, res);
+    metrics.track(req, res);
     app(req, res);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -163,6 +185,11 @@ async function main(): Promise<void> {
   c.state = 'listening';
   heartbeat = new Heartbeat(cfg.heartbeatIntervalMs, () => c.counters(), (m) => send(m), onBeat);
   heartbeat.start();
+  metricsTimer = setTimeout(function push() {
+    pushMetrics(0);
+    metricsTimer?.refresh();
+  }, cfg.metricsIntervalMs);
+  metricsTimer.unref();
   const privatePort = (server.address() as AddressInfo).port;
   send({ type: 'drover:listening', privatePort });
   log.info({ privatePort }, 'listening');

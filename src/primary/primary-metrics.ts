@@ -1,0 +1,158 @@
+import { performance } from 'node:perf_hooks';
+import * as promClient from 'prom-client';
+import type { Dispatcher } from './dispatcher';
+import type { CollectResult, MetricsStore } from './metrics-store';
+import type { Supervisor } from './supervisor';
+import type { WorkerHandle } from './worker-handle';
+
+const PHASES = ['booting', 'listening', 'draining', 'stalling'] as const;
+const RESTART_REASONS = ['crash', 'stalled', 'boot-timeout', 'app-error', 'reload', 'recycle'] as const;
+
+/**
+ * The worker that speaks for a slot in per-worker series. A replacement overlaps the worker it
+ * replaces; a slot must never carry two live values, so draining workers are left out and a
+ * serving worker wins over one being replaced or killed.
+ */
+export function currentBySlot(handles: readonly WorkerHandle[]): Map<number, WorkerHandle> {
+  const rank = (h: WorkerHandle) =>
+    h.phase === 'listening' ? (h.retiring ? 1 : 0) : h.phase === 'stalling' ? 2 : h.phase === 'booting' ? 3 : 9;
+  const out = new Map<number, WorkerHandle>();
+  for (const h of handles) {
+    if (h.phase === 'draining' || h.phase === 'stopped') continue;
+    const cur = out.get(h.slot);
+    if (!cur || rank(h) < rank(cur)) out.set(h.slot, h);
+  }
+  return out;
+}
+
+/**
+ * The primary's own metrics: supervisor state, per-worker health from heartbeats, dispatch
+ * counters and the health of metrics collection. Values are read from state at scrape time
+ * (collect callbacks), so the supervisor and dispatcher carry no metrics code.
+ */
+export class PrimaryMetrics {
+  readonly registry = new promClient.Registry();
+  private readonly scrapeDuration: promClient.Histogram;
+  private readonly collectTimeouts: promClient.Counter;
+  private lastStale = new Set<number>();
+  /** Observes how long an accepted connection waited in the primary before its handoff. */
+  readonly dispatchWait: promClient.Histogram;
+
+  constructor(sup: Supervisor, dispatcher: Dispatcher, store: MetricsStore, version: string) {
+    const r = [this.registry];
+    const slots = () => [...currentBySlot(sup.handles)];
+    const perWorker = (name: string, help: string, value: (h: WorkerHandle, now: number) => number | undefined) =>
+      new promClient.Gauge({
+        name, help, labelNames: ['worker'], registers: r,
+        collect() {
+          this.reset();
+          const now = performance.now();
+          for (const [slot, h] of slots()) {
+            const v = value(h, now);
+            if (v !== undefined) this.set({ worker: String(slot) }, v);
+          }
+        },
+      });
+    /** A counter mirrored from a monotonic number the supervisor or dispatcher keeps. */
+    const mirrored = (name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) =>
+      new promClient.Counter({
+        name, help, labelNames, registers: r,
+        collect() {
+          this.reset();
+          for (const [labels, v] of read()) this.inc(labels, v);
+        },
+      });
+
+    new promClient.Gauge({
+      name: 'drover_build_info', help: 'drover version and Node.js version; always 1.',
+      labelNames: ['version', 'node_version'], registers: r,
+      collect() {
+        this.set({ version, node_version: process.version }, 1);
+      },
+    });
+    new promClient.Gauge({
+      name: 'drover_workers', help: 'Worker processes by state.', labelNames: ['state'], registers: r,
+      collect() {
+        for (const p of PHASES) this.set({ state: p }, sup.handles.filter((h) => h.phase === p).length);
+      },
+    });
+    new promClient.Gauge({
+      name: 'drover_workers_desired', help: 'Configured number of workers.', registers: r,
+      collect() {
+        this.set(sup.opts.workers);
+      },
+    });
+    new promClient.Gauge({
+      name: 'drover_generation', help: 'Newest worker generation (incremented by each reload).', registers: r,
+      collect() {
+        this.set(sup.generation);
+      },
+    });
+    mirrored('drover_worker_restarts_total', 'Workers that exited and were replaced, by reason (crash, stalled, boot-timeout, app-error, reload, recycle).', ['reason'],
+      () => RESTART_REASONS.map((reason) => [{ reason }, sup.exits[reason]]));
+    mirrored('drover_reloads_total', 'Rolling reloads, by result (completed, aborted).', ['result'],
+      () => [[{ result: 'completed' }, sup.reloads.completed], [{ result: 'aborted' }, sup.reloads.aborted]]);
+    mirrored('drover_worker_drains_total', 'Worker drains started, by reason (reload, recycle, shutdown).', ['reason'],
+      () => Object.entries(sup.drains).map(([reason, n]) => [{ reason }, n]));
+
+    perWorker('drover_worker_heartbeat_age_seconds', 'Time since the worker last reported; beyond --worker-timeout it is stalled.', (h, now) => h.beatAge(now) / 1000);
+    perWorker('drover_worker_event_loop_utilization', 'Event-loop utilization (0..1) over the last second.', (h) => h.beat?.loop.utilization);
+    perWorker('drover_worker_resident_memory_bytes', 'Resident set size of the worker process.', (h) => h.beat?.rssBytes);
+    perWorker('drover_worker_heap_used_bytes', 'V8 heap used by the worker.', (h) => h.beat?.heapUsedBytes);
+    perWorker('drover_worker_heap_total_bytes', 'V8 heap allocated by the worker.', (h) => h.beat?.heapTotalBytes);
+    perWorker('drover_worker_open_connections', 'Connections open on the worker.', (h) => h.beat?.connections);
+    perWorker('drover_metrics_snapshot_age_seconds', "Age of the worker's newest metrics snapshot.", (h, now) => {
+      const age = store.snapshotAge(h, now);
+      return age === undefined ? undefined : age / 1000;
+    });
+    const lastStale = () => this.lastStale;
+    perWorker('drover_metrics_snapshot_stale', "1 when the last scrape used an old snapshot of the worker (it did not answer in time).", (h) =>
+      h.phase === 'booting' ? undefined : lastStale().has(h.id) ? 1 : 0);
+    new promClient.Gauge({
+      name: 'drover_worker_event_loop_delay_seconds', help: 'Event-loop delay over the last second, by statistic (p50, p99, max).',
+      labelNames: ['worker', 'stat'], registers: r,
+      collect() {
+        this.reset();
+        for (const [slot, h] of slots()) {
+          const l = h.beat?.loop;
+          if (!l) continue;
+          const worker = String(slot);
+          this.set({ worker, stat: 'p50' }, l.delayP50Ms / 1000);
+          this.set({ worker, stat: 'p99' }, l.delayP99Ms / 1000);
+          this.set({ worker, stat: 'max' }, l.delayMaxMs / 1000);
+        }
+      },
+    });
+
+    const st = dispatcher.stats;
+    mirrored('drover_connections_dispatched_total', 'Connections handed to a worker, by worker slot.', ['worker'],
+      () => st.dispatchedBySlot.map((n, slot) => [{ worker: String(slot) }, n]));
+    mirrored('drover_dispatch_all_stale_total', 'Connections dispatched while every worker had a stale heartbeat (given to the least stale).', [],
+      () => [[{}, st.allStale]]);
+    mirrored('drover_connections_queued_total', 'Connections that waited in the primary because no worker could take them.', [], () => [[{}, st.queued]]);
+    mirrored('drover_connections_dropped_total', 'Connections closed because no worker could take them in time.', [], () => [[{}, st.dropped]]);
+    mirrored('drover_connections_redispatched_total', 'Sockets re-sent because their worker exited before adopting them.', [], () => [[{}, st.redispatched]]);
+    this.dispatchWait = new promClient.Histogram({
+      name: 'drover_dispatch_wait_seconds', help: 'Time from accepting a connection to handing it to a worker.',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1, 10], registers: r,
+    });
+
+    this.collectTimeouts = new promClient.Counter({
+      name: 'drover_metrics_collect_timeouts_total', help: 'Snapshots requested from a worker that did not answer before the scrape deadline.', registers: r,
+    });
+    this.scrapeDuration = new promClient.Histogram({
+      name: 'drover_metrics_scrape_duration_seconds', help: 'Time the primary spent answering GET /metrics (collect + aggregate + render).',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: r,
+    });
+  }
+
+  /** Records the outcome of one collection, before the registry is rendered. */
+  recordCollect(result: CollectResult): void {
+    this.lastStale = new Set(result.stale.map((h) => h.id));
+    if (result.timedOut.length) this.collectTimeouts.inc(result.timedOut.length);
+  }
+
+  observeScrape(seconds: number): void {
+    this.scrapeDuration.observe(seconds);
+  }
+}

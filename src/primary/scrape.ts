@@ -1,0 +1,42 @@
+import { performance } from 'node:perf_hooks';
+import * as promClient from 'prom-client';
+import type { Dispatcher } from './dispatcher';
+import { MetricsStore } from './metrics-store';
+import { PrimaryMetrics } from './primary-metrics';
+import type { Supervisor } from './supervisor';
+import type { WorkerHandle } from './worker-handle';
+import type { MetricJson } from '../protocol';
+
+/** prom-client's default metrics with a counter's suffix on a gauge: promtool rejects them. */
+const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/**
+ * Wires the metrics path of the primary: worker snapshots into the store, exits into retired
+ * totals, and GET /metrics = fresh-or-last worker snapshots (bounded wait) + primary metrics.
+ */
+export function createScraper(sup: Supervisor, dispatcher: Dispatcher, version: string) {
+  const store = new MetricsStore();
+  const metrics = new PrimaryMetrics(sup, dispatcher, store, version);
+  // The primary's own process metrics (memory, event-loop lag, GC), under drover_primary_.
+  promClient.collectDefaultMetrics({ register: metrics.registry, prefix: 'drover_primary_' });
+  for (const name of LINT_FAILING_DEFAULTS) metrics.registry.removeSingleMetric(`drover_primary_${name}`);
+
+  sup.on('worker-metrics', (h: WorkerHandle, id: number, m: MetricJson[]) => store.onSnapshot(h, id, m));
+  sup.on('worker-gone', (h: WorkerHandle) => store.retire(h));
+
+  async function scrape(): Promise<{ contentType: string; body: string }> {
+    const started = performance.now();
+    const live = sup.handles.filter((h) => h.phase !== 'booting' && h.phase !== 'stopped');
+    // A stalling worker cannot answer; asking would only spend the deadline.
+    const askable = live.filter((h) => h.phase === 'listening' || h.phase === 'draining');
+    const result = await store.collect(live, askable, sup.opts.metricsTimeoutMs);
+    metrics.recordCollect(result);
+    // A worker metric may not shadow a primary one (Registry.merge would throw).
+    for (const m of metrics.registry.getMetricsAsArray()) result.registry.removeSingleMetric(m.name);
+    metrics.observeScrape((performance.now() - started) / 1000);
+    const merged = promClient.Registry.merge([result.registry, metrics.registry]);
+    return { contentType: merged.contentType, body: await merged.metrics() };
+  }
+
+  return { scrape, metrics, store };
+}
