@@ -100,3 +100,55 @@ export async function getJson<T = Record<string, unknown>>(url: string, init?: R
   }
   return { status: res.status, body, headers: res.headers };
 }
+
+export interface ManyResult {
+  ok: number;
+  failed: number;
+  statuses: Record<string, number>;
+  /** Responses per worker pid (from the JSON body's `pid`). */
+  byPid: Map<number, number>;
+}
+
+/** Exactly `n` requests, `concurrency` at a time, each on a new connection unless `keepAlive`. */
+export async function sendMany(
+  url: string | ((i: number) => string),
+  n: number,
+  o: { method?: string; concurrency?: number; keepAlive?: boolean } = {},
+): Promise<ManyResult> {
+  const result: ManyResult = { ok: 0, failed: 0, statuses: {}, byPid: new Map() };
+  const agent = o.keepAlive ? new http.Agent({ keepAlive: true }) : false;
+  let next = 0;
+  const one = (i: number) =>
+    new Promise<void>((resolve) => {
+      const target = typeof url === 'function' ? url(i) : url;
+      const req = http.request(target, { method: o.method ?? 'GET', agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          const code = res.statusCode ?? 0;
+          result.statuses[code] = (result.statuses[code] ?? 0) + 1;
+          if (code < 500) result.ok++;
+          else result.failed++;
+          try {
+            const pid = (JSON.parse(body) as { pid?: number }).pid;
+            if (pid) result.byPid.set(pid, (result.byPid.get(pid) ?? 0) + 1);
+          } catch {
+            /* not JSON */
+          }
+          resolve();
+        });
+      });
+      req.on('error', () => {
+        result.failed++;
+        resolve();
+      });
+      req.end();
+    });
+  const worker = async () => {
+    while (next < n) await one(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(n, o.concurrency ?? 8) }, worker));
+  if (agent) agent.destroy();
+  return result;
+}
