@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { spawn } from 'node:child_process';
-import { FIXTURES, startDrover, type Drover } from '../helpers/drover';
+import * as fs from 'node:fs';
+import { FIXTURES, ROOT, startDrover, type Drover } from '../helpers/drover';
 import { sendMany } from '../helpers/load';
 import { parseMetrics, series, total } from '../helpers/prom';
 
@@ -50,6 +51,12 @@ describe('aggregated metrics', () => {
     assert.deepEqual(series(s, 'drover_worker_resident_memory_bytes').map((x) => x.labels.worker).sort(), ['0', '1', '2']);
     assert.ok(total(s, 'drover_connections_dispatched_total') >= K + 34);
     assert.equal(total(s, 'drover_metrics_snapshot_stale'), 0);
+
+    // Every family drover itself exposes is documented (runtime defaults are documented as a group).
+    const docs = fs.readFileSync(path.join(ROOT, 'docs', 'metrics.md'), 'utf8');
+    const families = new Set([...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]!));
+    const undocumented = [...families].filter((f) => !/^(drover_primary_)?(nodejs|process)_|^app_/.test(f) && !docs.includes(`\`${f}\``));
+    assert.deepEqual(undocumented, [], 'metrics missing from docs/metrics.md');
 
     const checked = await promtoolCheck(text);
     t.diagnostic(`promtool check metrics: exit ${checked.code} ${checked.output.trim()}`);
