@@ -53,6 +53,8 @@ export interface DroverOptions {
   metricsIntervalMs: number;
   /** A scrape of /metrics waits at most this long for fresh worker snapshots, then uses the last ones. @defaultValue 500 ms */
   metricsTimeoutMs: number;
+  /** Per-request HTTP metrics (http_requests_total, durations, sizes) in the workers. @defaultValue 'on' */
+  requestMetrics: 'on' | 'off';
   /** pino log level for primary and workers. @defaultValue 'info' */
   logLevel: LogLevel;
 }
@@ -81,6 +83,7 @@ export const defaults: Omit<DroverOptions, 'workers' | 'workersSource'> = {
   maxBootFailures: 5,
   metricsIntervalMs: 1_000,
   metricsTimeoutMs: 500,
+  requestMetrics: 'on',
   logLevel: 'info',
 };
 
@@ -118,6 +121,7 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'maxBootFailures', flag: 'max-boot-failures', kind: 'int', min: 1, help: 'consecutive boot failures before giving up (default 5)' },
   { key: 'metricsIntervalMs', flag: 'metrics-interval', kind: 'duration', min: 100, help: 'worker metrics snapshot period (default 1s)' },
   { key: 'metricsTimeoutMs', flag: 'metrics-timeout', kind: 'duration', min: 10, help: 'longest wait of /metrics for fresh worker snapshots (default 500ms)' },
+  { key: 'requestMetrics', flag: 'request-metrics', kind: { oneOf: ['on', 'off'] }, help: 'per-request HTTP metrics in workers: on | off (default on)' },
   { key: 'logLevel', flag: 'log-level', kind: { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, help: "log level (default 'info')" },
 ];
 

@@ -160,6 +160,8 @@ export interface WorkerConfig {
   logLevel: string;
   /** Period of unsolicited metrics snapshots (bounds what a SIGKILL loses from the counters). */
   metricsIntervalMs: number;
+  /** Record per-request HTTP metrics (off: only runtime metrics and the app's own). */
+  requestMetrics: boolean;
 }
 
 export const WORKER_CONFIG_ENV = 'DROVER_WORKER';

@@ -197,6 +197,7 @@ export class Supervisor extends EventEmitter {
       runtimeDir: this.runtimeDir,
       logLevel: this.opts.logLevel,
       metricsIntervalMs: this.opts.metricsIntervalMs,
+      requestMetrics: this.opts.requestMetrics === 'on',
     };
     const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(config) });
     const h = new WorkerHandle(worker, slot, this.generation, now);

@@ -123,13 +123,9 @@ function primitive(v: unknown): string | undefined {
   }
 }
 
-/** JSON.stringify's unwrapping of `new Number(1)`, `new String('a')`, `new Boolean(true)`. */
-function unbox(v: object): unknown {
-  if (types.isNumberObject(v)) return Number(v);
-  if (types.isStringObject(v)) return String(v);
-  if (types.isBigIntObject(v)) return 0n; // throws in primitive(), as in JSON.stringify
-  return v.valueOf();
-}
+/** JSON.stringify's unwrapping of `new Number(1)`, `new String('a')`…, by internal slot as it does. */
+const unbox = (v: object): unknown =>
+  types.isNumberObject(v) ? Number(v) : types.isStringObject(v) ? String(v) : types.isBigIntObject(v) ? 0n : v.valueOf();
 
 class ArrayFrame {
   i = 0;
@@ -326,24 +322,44 @@ class Serializer {
   }
 }
 
-/** Slice bookkeeping shared by the producer (setImmediate turns) and the writer (drain waits). */
+/**
+ * Slice bookkeeping, shared by the producer and the writer. A slice ends only when the event loop
+ * really turned: awaiting a promise does not prove it. A 'drain' that follows a write the kernel
+ * took at once arrives by process.nextTick, and an async generator's item by microtasks; treating
+ * those as turns let one "slice" run for 100 ms and more.
+ */
 class SliceClock {
-  slices = 0;
+  slices = 1;
   maxSliceMs = 0;
-  private start = 0;
-  constructor(private readonly budgetMs: number) {
-    this.open();
-  }
+  private start = performance.now();
+  constructor(private readonly budgetMs: number) {}
   get deadline(): number {
     return this.start + this.budgetMs;
   }
-  /** The current slice ended at `at`: the event loop is about to (or did) run other work. */
-  close(at = performance.now()): void {
-    this.maxSliceMs = Math.max(this.maxSliceMs, at - this.start);
-  }
-  open(): void {
+  /** Gives the loop a turn (setImmediate) and starts a new slice. */
+  async turn(): Promise<void> {
+    this.next(performance.now());
+    await nextTurn();
     this.start = performance.now();
+  }
+  /** Awaits `p`; if an immediate set before it ran meanwhile, the loop turned: a new slice. */
+  async wait(p: Promise<unknown>): Promise<boolean> {
+    const began = performance.now();
+    let turned = false;
+    const marker = setImmediate(() => (turned = true));
+    try {
+      await p;
+    } finally {
+      clearImmediate(marker);
+    }
+    if (turned) this.next(began);
+    return turned;
+  }
+  /** Ends the current slice at `end` and starts the next one now. */
+  private next(end: number): void {
+    this.maxSliceMs = Math.max(this.maxSliceMs, end - this.start);
     this.slices++;
+    this.start = performance.now();
   }
 }
 
@@ -358,29 +374,11 @@ async function* drive(s: Serializer, clock: SliceClock, signal?: AbortSignal): A
         if (state === 'done') return true;
       } else if (state === 'slice') {
         if (s.buffered > 0) yield s.take();
-        // The consumer may have waited for 'drain' meanwhile, which already opened a new slice.
-        if (performance.now() >= clock.deadline) {
-          clock.close();
-          await nextTurn();
-          clock.open();
-        }
-      } else {
-        // An async item: if it resolves within microtasks the loop never turned and the slice
-        // goes on; if it took I/O (an immediate fired meanwhile), a new slice starts, and what
-        // is buffered goes out now rather than waiting on a slow source.
-        const paused = performance.now();
-        let turned = false;
-        const marker = setImmediate(() => (turned = true));
-        try {
-          await s.pending;
-        } finally {
-          clearImmediate(marker);
-        }
-        if (turned) {
-          clock.close(paused);
-          clock.open();
-          if (s.buffered > 0) yield s.take();
-        }
+        // The consumer may have waited for 'drain' meanwhile, which may have started a new slice.
+        if (performance.now() >= clock.deadline) await clock.turn();
+      } else if ((await clock.wait(s.pending!)) && s.buffered > 0) {
+        // The item took I/O: send what is buffered now rather than wait on a slow source.
+        yield s.take();
       }
     }
   } finally {
@@ -463,11 +461,7 @@ export async function streamJson(res: ServerResponse, value: unknown, options: J
         res.setHeader('content-type', 'application/json; charset=utf-8');
       }
       bytes += Buffer.byteLength(next.value);
-      if (!res.write(next.value)) {
-        clock.close();
-        await once(res, 'drain', { signal: stop.signal });
-        clock.open();
-      }
+      if (!res.write(next.value)) await clock.wait(once(res, 'drain', { signal: stop.signal }));
     }
     if (!stop.signal.aborted) {
       res.end();

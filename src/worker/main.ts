@@ -166,7 +166,7 @@ async function main(): Promise<void> {
   conns = c;
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     c.track(req, res);
-    metrics.track(req, res);
+    if (cfg.requestMetrics) metrics.track(req, res);
     app(req, res);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
