@@ -26,6 +26,13 @@ const RENAMES: Record<string, string> = {
   nodejs_active_resources_total: 'nodejs_active_resources',
 };
 
+interface Children {
+  requests: promClient.Counter.Internal;
+  duration: promClient.Histogram.Internal<string>;
+  requestSize: promClient.Histogram.Internal<string>;
+  responseSize: promClient.Histogram.Internal<string>;
+}
+
 const kBytes = Symbol('drover.bytesAtLastResponse');
 type CountedSocket = Socket & { [kBytes]?: { read: number; written: number } };
 
@@ -88,6 +95,24 @@ export class WorkerMetrics {
     }
   }
 
+  /** Bound label children, so the per-request path does no label hashing (bounded: routes x methods x codes). */
+  private readonly children = new Map<string, Children>();
+
+  private childrenFor(method: string, route: string, status: string): Children {
+    const key = `${method} ${status} ${route}`;
+    let c = this.children.get(key);
+    if (!c) {
+      c = {
+        requests: this.requests.labels(method, route, status),
+        duration: this.duration.labels(method, route, status),
+        requestSize: this.requestSize.labels(method, route),
+        responseSize: this.responseSize.labels(method, route),
+      };
+      this.children.set(key, c);
+    }
+    return c;
+  }
+
   /** Called for every request before the app sees it. */
   track(req: http.IncomingMessage, res: http.ServerResponse): void {
     const start = performance.now();
@@ -95,16 +120,16 @@ export class WorkerMetrics {
     res.once('close', () => {
       this.inFlight.dec();
       const method = METHODS.has(req.method ?? '') ? req.method! : 'OTHER';
-      const route = this.routeOf(req);
       const status = res.writableFinished ? String(res.statusCode) : '499';
-      this.requests.inc({ method, route, status_code: status });
-      this.duration.observe({ method, route, status_code: status }, (performance.now() - start) / 1000);
+      const c = this.childrenFor(method, this.routeOf(req), status);
+      c.requests.inc();
+      c.duration.observe((performance.now() - start) / 1000);
       const socket = req.socket as CountedSocket;
       const prev = socket[kBytes] ?? { read: 0, written: 0 };
       const now = { read: socket.bytesRead, written: socket.bytesWritten };
       socket[kBytes] = now;
-      this.requestSize.observe({ method, route }, now.read - prev.read);
-      this.responseSize.observe({ method, route }, now.written - prev.written);
+      c.requestSize.observe(now.read - prev.read);
+      c.responseSize.observe(now.written - prev.written);
     });
   }
 

@@ -1,0 +1,42 @@
+import * as hdr from 'hdr-histogram-js';
+
+/** Latency histogram in microseconds (1 µs .. 120 s, 3 significant digits). p95 comes from here. */
+export function newHistogram(): hdr.Histogram {
+  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+}
+
+/** The table shape of the seed reports: count, min, median, mean, p90, p95, p99, max (ms). */
+export interface Summary {
+  count: number;
+  minMs: number;
+  medianMs: number;
+  meanMs: number;
+  p90Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+const ms = (us: number) => Math.round(us / 10) / 100;
+
+export function summarize(h: hdr.Histogram): Summary {
+  if (h.totalCount === 0) return { count: 0, minMs: 0, medianMs: 0, meanMs: 0, p90Ms: 0, p95Ms: 0, p99Ms: 0, maxMs: 0 };
+  return {
+    count: h.totalCount,
+    minMs: ms(h.minNonZeroValue),
+    medianMs: ms(h.getValueAtPercentile(50)),
+    meanMs: ms(h.mean),
+    p90Ms: ms(h.getValueAtPercentile(90)),
+    p95Ms: ms(h.getValueAtPercentile(95)),
+    p99Ms: ms(h.getValueAtPercentile(99)),
+    maxMs: ms(h.maxValue),
+  };
+}
+
+/** p-th percentile of plain numbers (for small samples such as per-second counts or scrape times). */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx]!;
+}

@@ -1,0 +1,36 @@
+import type { Machine } from './machine';
+
+export type Profile = 'tiny' | 'quick' | 'full';
+
+export interface Context {
+  profile: Profile;
+  /** Progress line for the operator (which configuration, how far along). */
+  progress(msg: string): void;
+}
+
+/** One measured configuration; `failed` says why it produced no valid numbers. */
+export interface Row {
+  config: Record<string, string | number | boolean>;
+  values: Record<string, unknown>;
+  failed?: string;
+}
+
+export interface SuiteResult {
+  suite: string;
+  title: string;
+  profile: Profile;
+  machine: Machine;
+  /** What was held constant (durations, rates, payload sizes). */
+  settings: Record<string, unknown>;
+  rows: Row[];
+  /** Ratios and conclusions computed from the rows, for the report's prose. */
+  derived: Record<string, number | string>;
+}
+
+export interface Suite {
+  name: string;
+  title: string;
+  /** Rough seconds per profile, for the progress line. */
+  estimateS: Record<Profile, number>;
+  run(ctx: Context): Promise<Omit<SuiteResult, 'machine' | 'profile' | 'suite' | 'title'>>;
+}

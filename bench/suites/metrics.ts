@@ -1,0 +1,98 @@
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { startDrover } from '../../test/helpers/drover';
+import { closedLoop } from '../lib/closed-loop';
+import { percentile, summarize } from '../lib/stats';
+import type { Context, Row, Suite } from '../lib/suite';
+
+const APP = path.resolve(__dirname, '..', '..', '..', 'bench', 'apps', 'many-series.js');
+
+/** Issue 3's two questions: what does a scrape cost as workers grow, and what do RED metrics cost per request. */
+export const metricsSuite: Suite = {
+  name: 'metrics',
+  title: 'Metrics: scrape latency and per-request overhead',
+  estimateS: { tiny: 15, quick: 70, full: 160 },
+  async run(ctx: Context) {
+    const p = ctx.profile;
+    const workerCounts = p === 'tiny' ? [1, 2] : p === 'quick' ? [1, 2, 4] : [1, 2, 4, 8];
+    const scrapes = p === 'tiny' ? 5 : p === 'quick' ? 40 : 100;
+    const overheadS = p === 'tiny' ? 1 : p === 'quick' ? 5 : 10;
+    const rounds = p === 'tiny' ? 1 : 2;
+    const rows: Row[] = [];
+
+    for (const workers of workerCounts) {
+      ctx.progress(`scrape latency, ${workers} worker(s), ${scrapes} scrapes`);
+      const d = await startDrover({ app: APP, args: ['--workers', String(workers)] });
+      try {
+        // The first scrape includes lazily built state; warm up, then measure sequential scrapes.
+        let seriesCount = 0;
+        for (let i = 0; i < 3; i++) seriesCount = countSeries(await (await fetch(d.controlUrl('/metrics'))).text());
+        const times: number[] = [];
+        let bytes = 0;
+        for (let i = 0; i < scrapes; i++) {
+          const started = performance.now();
+          const text = await (await fetch(d.controlUrl('/metrics'))).text();
+          times.push(performance.now() - started);
+          bytes = text.length;
+        }
+        rows.push({
+          config: { measure: 'scrape', workers },
+          values: {
+            scrapes,
+            seriesExposed: seriesCount,
+            bytes,
+            p50Ms: round(percentile(times, 50)),
+            p99Ms: round(percentile(times, 99)),
+            maxMs: round(Math.max(...times)),
+          },
+        });
+      } catch (err) {
+        rows.push({ config: { measure: 'scrape', workers }, values: {}, failed: String(err) });
+      } finally {
+        await d.stop();
+      }
+    }
+
+    // Same app, same load, request metrics on and off, alternated in one run.
+    const overhead: Record<'on' | 'off', number[]> = { on: [], off: [] };
+    for (let round = 0; round < rounds; round++) {
+      for (const mode of ['on', 'off'] as const) {
+        ctx.progress(`/ping throughput, request metrics ${mode}, round ${round + 1}/${rounds}, ${overheadS}s`);
+        const d = await startDrover({ args: ['--workers', '1', '--request-metrics', mode] });
+        try {
+          await closedLoop({ url: d.url('/ping'), connections: 10, durationS: 1 }); // warm-up (JIT)
+          const r = await closedLoop({ url: d.url('/ping'), connections: 10, durationS: overheadS });
+          const s = summarize(r.latency);
+          overhead[mode].push(r.reqPerSec);
+          rows.push({
+            config: { measure: 'overhead', requestMetrics: mode, round: round + 1 },
+            values: { reqPerSec: Math.round(r.reqPerSec), requests: r.requests, errors: r.errors, p50Ms: s.medianMs, p95Ms: s.p95Ms, p99Ms: s.p99Ms },
+            failed: r.errors > 0 || r.non2xx > 0 ? `${r.errors} errors, ${r.non2xx} non-2xx` : undefined,
+          });
+        } finally {
+          await d.stop();
+        }
+      }
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const ratio = mean(overhead.on) / mean(overhead.off);
+    return {
+      settings: { scrapes, overheadSeconds: overheadS, rounds, connections: 10, appSeriesPerWorker: 1900 },
+      rows,
+      derived: {
+        throughputWithMetricsVsWithout: round(ratio, 3),
+        overheadPercent: round((1 - ratio) * 100, 1),
+      },
+    };
+  },
+};
+
+function countSeries(text: string): number {
+  let n = 0;
+  for (const line of text.split('\n')) if (line && !line.startsWith('#')) n++;
+  return n;
+}
+
+function round(x: number, digits = 2): number {
+  return Math.round(x * 10 ** digits) / 10 ** digits;
+}
