@@ -14,11 +14,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { machineFacts } from './lib/machine';
-import type { Profile, Suite, SuiteResult } from './lib/suite';
+import type { Profile, SuiteResult } from './lib/suite';
 import { writeReport } from './report';
-import { metricsSuite } from './suites/metrics';
+import { SUITES } from './suites';
 
-export const SUITES: Suite[] = [metricsSuite];
 const ROOT = path.resolve(__dirname, '..', '..');
 
 async function main(): Promise<number> {
