@@ -111,7 +111,7 @@ export function formatStatus(st: Status): string {
   const num = (x: number | null, unit = '') => (x === null ? '-' : `${x}${unit}`);
   const head =
     `drover ${d.version}  pid ${d.pid}  ${d.phase}${d.ready ? ' (ready)' : ' (not ready)'}  generation ${d.generation}` +
-    `  uptime ${d.uptimeS}s\nworkers ${listening}/${d.workersTarget} listening (count from ${d.workersSource})  dispatch ${d.dispatch}  port ${d.port}` +
+    `  uptime ${d.uptimeS}s\nworkers ${listening}/${d.workersTarget} listening (count from ${d.workersSource}: ${d.workersDetail})  dispatch ${d.dispatch}  port ${d.port}` +
     (d.reload ? `\nreload to generation ${d.reload.generation} in progress (${d.reload.replaced} replaced)` : '') +
     '\n\n';
   const cols = ['SLOT', 'PID', 'STATE', 'GEN', 'UPTIME', 'BEAT', 'LOOP P99', 'ELU', 'RSS', 'IN-FLIGHT', 'REQUESTS'];

@@ -1,5 +1,5 @@
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { detectCpuLimit, type CpuLimit } from './cpus';
 import { DroverError, ExitCode } from './errors';
 
 export type DispatchMode = 'least-busy' | 'round-robin';
@@ -9,10 +9,14 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 export interface DroverOptions {
   /** Path of the app module (default export: an Express app or a factory returning one). @defaultValue the bundled demo app */
   app: string;
-  /** Number of workers. Also read from `WEB_CONCURRENCY`. @defaultValue `os.availableParallelism()` */
+  /** Number of workers. Also read from `WEB_CONCURRENCY`. @defaultValue the cgroup CPU quota rounded up, else `os.availableParallelism()` */
   workers: number;
   /** Where `workers` came from, for the startup log and `/status`. */
-  workersSource: 'flag' | 'env' | 'cpus';
+  workersSource: 'flag' | 'env' | 'cgroup' | 'cpus';
+  /** How the default worker count was derived (or why the flag/env value was used). */
+  workersDetail: string;
+  /** Root of the cgroup file system read for the CPU quota. @defaultValue '/sys/fs/cgroup' */
+  cgroupRoot: string;
   /** App port, served by the primary's dispatcher. Also read from `PORT`. @defaultValue 3000 */
   port: number;
   /** App bind address. @defaultValue '0.0.0.0' */
@@ -55,14 +59,19 @@ export interface DroverOptions {
   metricsTimeoutMs: number;
   /** Per-request HTTP metrics (http_requests_total, durations, sizes) in the workers. @defaultValue 'on' */
   requestMetrics: 'on' | 'off';
+  /** Per-worker V8 old-space limit in MiB (`--max-old-space-size`); unset = Node's default. @defaultValue undefined */
+  maxHeapMb: number | undefined;
+  /** Run workers with `--enable-source-maps`, so error stacks in logs point at TypeScript lines. @defaultValue 'on' */
+  sourceMaps: 'on' | 'off';
   /** pino log level for primary and workers. @defaultValue 'info' */
   logLevel: LogLevel;
 }
 
 const DEMO_APP = path.join(__dirname, 'demo', 'app.js');
 
-export const defaults: Omit<DroverOptions, 'workers' | 'workersSource'> = {
+export const defaults: Omit<DroverOptions, 'workers' | 'workersSource' | 'workersDetail'> = {
   app: DEMO_APP,
+  cgroupRoot: '/sys/fs/cgroup',
   port: 3000,
   host: '0.0.0.0',
   controlPort: 3030,
@@ -84,6 +93,8 @@ export const defaults: Omit<DroverOptions, 'workers' | 'workersSource'> = {
   metricsIntervalMs: 1_000,
   metricsTimeoutMs: 500,
   requestMetrics: 'on',
+  maxHeapMb: undefined,
+  sourceMaps: 'on',
   logLevel: 'info',
 };
 
@@ -101,6 +112,7 @@ interface Spec {
 /** One table drives flags, env names, parsing and help, so they cannot drift apart. */
 export const optionSpecs: readonly Spec[] = [
   { key: 'workers', flag: 'workers', kind: 'int', env: ['WEB_CONCURRENCY'], min: 1, help: 'number of workers (default: CPUs available)' },
+  { key: 'cgroupRoot', flag: 'cgroup-root', kind: 'path', help: "cgroup file system read for the CPU quota (default '/sys/fs/cgroup')" },
   { key: 'port', flag: 'port', kind: 'port', env: ['PORT'], help: 'app port (default 3000; 0 = any free port)' },
   { key: 'host', flag: 'host', kind: 'string', help: "app bind address (default '0.0.0.0')" },
   { key: 'controlPort', flag: 'control-port', kind: 'port', help: 'control plane port: /livez /readyz /status (default 3030)' },
@@ -122,6 +134,8 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'metricsIntervalMs', flag: 'metrics-interval', kind: 'duration', min: 100, help: 'worker metrics snapshot period (default 1s)' },
   { key: 'metricsTimeoutMs', flag: 'metrics-timeout', kind: 'duration', min: 10, help: 'longest wait of /metrics for fresh worker snapshots (default 500ms)' },
   { key: 'requestMetrics', flag: 'request-metrics', kind: { oneOf: ['on', 'off'] }, help: 'per-request HTTP metrics in workers: on | off (default on)' },
+  { key: 'maxHeapMb', flag: 'max-heap', kind: 'int', min: 16, help: 'per-worker V8 heap limit in MiB (default: Node\'s)' },
+  { key: 'sourceMaps', flag: 'source-maps', kind: { oneOf: ['on', 'off'] }, help: 'workers run with --enable-source-maps: on | off (default on)' },
   { key: 'logLevel', flag: 'log-level', kind: { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, help: "log level (default 'info')" },
 ];
 
@@ -176,7 +190,7 @@ export function resolveOptions(
   flags: Record<string, string | undefined>,
   env: NodeJS.ProcessEnv,
   appArg?: string,
-  cpus: () => number = () => os.availableParallelism(),
+  cpuLimit: (cgroupRoot: string) => CpuLimit = (root) => detectCpuLimit(root),
 ): DroverOptions {
   const out: Record<string, unknown> = { ...defaults };
   let workersSource: DroverOptions['workersSource'] = 'cpus';
@@ -200,7 +214,14 @@ export function resolveOptions(
     out[spec.key] = parseValue(spec, raw, from);
     if (spec.key === 'workers') workersSource = flagRaw !== undefined ? 'flag' : 'env';
   }
-  if (out.workers === undefined) out.workers = Math.max(1, cpus());
+  if (out.workers === undefined) {
+    const limit = cpuLimit(out.cgroupRoot as string);
+    out.workers = limit.count;
+    workersSource = limit.source;
+    out.workersDetail = limit.detail;
+  } else {
+    out.workersDetail = workersSource === 'flag' ? '--workers' : 'environment';
+  }
   out.workersSource = workersSource;
   out.app = appArg ? path.resolve(appArg) : (env.DROVER_APP ? path.resolve(env.DROVER_APP) : DEMO_APP);
   const o = out as unknown as DroverOptions;

@@ -41,6 +41,7 @@ export interface Status {
     uptimeS: number;
     workersTarget: number;
     workersSource: string;
+    workersDetail: string;
     dispatch: string;
     app: string;
     port: number;
@@ -129,6 +130,7 @@ export class ControlServer {
         uptimeS: round((now - this.startedAt) / 1000),
         workersTarget: s.opts.workers,
         workersSource: s.opts.workersSource,
+        workersDetail: s.opts.workersDetail,
         dispatch: s.opts.dispatch,
         app: s.opts.app,
         port: this.appPort,

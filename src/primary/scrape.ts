@@ -24,7 +24,15 @@ export function createScraper(sup: Supervisor, dispatcher: Dispatcher, version: 
   sup.on('worker-metrics', (h: WorkerHandle, id: number, m: MetricJson[]) => store.onSnapshot(h, id, m));
   sup.on('worker-gone', (h: WorkerHandle) => store.retire(h));
 
-  async function scrape(): Promise<{ contentType: string; body: string }> {
+  // Concurrent scrapes share one collection: the IPC and aggregation work per worker stays bounded
+  // however many scrapers (or a scrape storm) hit /metrics at once.
+  let inflight: Promise<{ contentType: string; body: string }> | undefined;
+  function scrape(): Promise<{ contentType: string; body: string }> {
+    inflight ??= collectOnce().finally(() => (inflight = undefined));
+    return inflight;
+  }
+
+  async function collectOnce(): Promise<{ contentType: string; body: string }> {
     const started = performance.now();
     const live = sup.handles.filter((h) => h.phase !== 'booting' && h.phase !== 'stopped');
     // A stalling worker cannot answer; asking would only spend the deadline.

@@ -23,7 +23,7 @@ export async function startPrimary(opts: DroverOptions): Promise<void> {
   // Under pm2 fork mode process.argv[1] is pm2's wrapper: always name the worker entry.
   cluster.setupPrimary({
     exec: path.join(__dirname, '..', 'worker', 'main.js'),
-    execArgv: process.execArgv,
+    execArgv: workerExecArgv(process.execArgv, opts),
     args: [],
   });
 
@@ -68,7 +68,7 @@ export async function startPrimary(opts: DroverOptions): Promise<void> {
   log.info(
     {
       version: VERSION, port, host: opts.host, controlPort, controlHost: opts.controlHost,
-      workers: opts.workers, workersSource: opts.workersSource, dispatch: opts.dispatch, app: opts.app,
+      workers: opts.workers, workersSource: opts.workersSource, workersDetail: opts.workersDetail, dispatch: opts.dispatch, app: opts.app,
     },
     'drover listening',
   );
@@ -76,6 +76,12 @@ export async function startPrimary(opts: DroverOptions): Promise<void> {
   sup.on('ready', () => {
     // pm2 `wait_ready`: the app is up once every worker listens.
     if (process.send) process.send('ready');
+    // Test-only fault injection: proves the unexpected-exception policy end to end.
+    if (process.env.DROVER_TEST_FAULT === 'primary-throw') {
+      setImmediate(() => {
+        throw new Error('fault injected by DROVER_TEST_FAULT=primary-throw');
+      });
+    }
   });
   sup.on('exit', (code: number) => {
     control.close();
@@ -107,4 +113,12 @@ export async function startPrimary(opts: DroverOptions): Promise<void> {
   });
 
   sup.start();
+}
+
+/** The primary's own node flags pass through to workers, plus drover's per-worker runtime options. */
+export function workerExecArgv(own: readonly string[], opts: Pick<DroverOptions, 'sourceMaps' | 'maxHeapMb'>): string[] {
+  const out = own.filter((a) => !(opts.maxHeapMb !== undefined && a.startsWith('--max-old-space-size')));
+  if (opts.sourceMaps === 'on' && !out.includes('--enable-source-maps')) out.push('--enable-source-maps');
+  if (opts.maxHeapMb !== undefined) out.push(`--max-old-space-size=${opts.maxHeapMb}`);
+  return out;
 }

@@ -129,6 +129,7 @@ export class Supervisor extends EventEmitter {
         stalled.push(h);
       } else if (h.phase === 'booting' && now - h.forkedAt > this.opts.bootTimeoutMs) {
         this.log.error({ worker: h.slot, wid: h.id, workerPid: h.pid, bootTimeoutMs: this.opts.bootTimeoutMs }, 'worker did not listen in time; killing it');
+        this.replacementFailed(h, `new worker did not listen within ${this.opts.bootTimeoutMs}ms`);
         this.kill(h, 'boot-timeout');
       }
     }
@@ -175,6 +176,17 @@ export class Supervisor extends EventEmitter {
     this.reloads.completed++;
     this.log.info({ generation: r.generation, replaced: r.done, ms: Math.round(performance.now() - r.startedAt) }, 'rolling reload complete');
     this.reload = undefined;
+  }
+
+  /**
+   * A worker that was to replace another failed to come up (exited, timed out, refused): keep the
+   * one it was meant to replace, and stop the reload. Called as soon as the failure is known, so
+   * the tick does not fork yet another replacement meanwhile.
+   */
+  private replacementFailed(h: WorkerHandle, why: string): void {
+    if (!this.handles.some((x) => x !== h && x.slot === h.slot && x.retiring)) return;
+    for (const x of this.handles) if (x.slot === h.slot && x.retiring === 'recycle') x.retiring = undefined;
+    this.abortReload(why);
   }
 
   private abortReload(why: string): void {
@@ -264,6 +276,7 @@ export class Supervisor extends EventEmitter {
           this.log.error({ worker: h.slot, workerPid: h.pid, workerProtocol: msg.protocol, primaryProtocol: PROTOCOL_VERSION }, 'worker speaks another protocol version (forked from newer files?); refusing it');
           h.worker.send({ type: 'drover:protocol-reject', expected: PROTOCOL_VERSION });
           h.appError = 'protocol version mismatch';
+          this.replacementFailed(h, h.appError);
           this.kill(h, 'app-error');
         }
         return;
@@ -325,11 +338,7 @@ export class Supervisor extends EventEmitter {
     this.log[level]({ worker: h.slot, wid: h.id, workerPid: h.pid, code, signal, reason }, 'worker exited');
 
     if (this.phase === 'shutting-down') return this.schedule();
-    if (wasBooting && this.handles.some((x) => x.slot === h.slot && x.retiring)) {
-      // A replacement failed to come up: keep the worker it was meant to replace.
-      for (const x of this.handles) if (x.slot === h.slot && x.retiring === 'recycle') x.retiring = undefined;
-      if (this.reload) this.abortReload(h.appError ?? `new worker exited during boot (code ${code}, signal ${signal})`);
-    }
+    if (wasBooting) this.replacementFailed(h, h.appError ?? `new worker exited during boot (code ${code}, signal ${signal})`);
     if (reason === 'app-error' && !this.handles.some((x) => x.serving)) {
       this.log.fatal({ app: this.opts.app, error: h.appError }, 'the app cannot be loaded; stopping instead of respawning');
       return this.shutdown(ExitCode.APP_LOAD_ERROR, 'app load error');

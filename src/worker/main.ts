@@ -4,6 +4,7 @@
  * order. It never decides to stop on its own: signals are reported to the primary, which owns
  * the lifecycle (pm2's tree-kill signals workers a moment before the primary).
  */
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { ExitCode } from '../errors';
@@ -19,6 +20,7 @@ import { Connections } from './connections';
 import { Heartbeat } from './heartbeat';
 import { loadApp, type AppHooks } from './load-app';
 import { WorkerMetrics } from './metrics';
+import { interceptListen } from './stray-listen';
 import { startWatchdog } from './watchdog';
 
 const config = JSON.parse(process.env[WORKER_CONFIG_ENV] ?? 'null') as WorkerConfig | null;
@@ -112,7 +114,7 @@ process.on('message', (msg: unknown, handle: unknown) => {
       void drain(msg.timeoutMs, msg.idleGraceMs);
       break;
     case 'drover:protocol-reject':
-      log.error({ expected: msg.expected, mine: PROTOCOL_VERSION }, 'primary speaks another protocol version; exiting');
+      log.error({ expected: msg.expected, mine: protocolVersion() }, 'primary speaks another protocol version; exiting');
       exitAfterFlush(ExitCode.USAGE);
       break;
   }
@@ -135,6 +137,22 @@ process.on('disconnect', () => {
   }
 });
 
+/**
+ * The protocol this worker speaks. DROVER_TEST_PROTOCOL_FILE (test-only) names a file whose
+ * number, if the file exists, replaces it: a stand-in for a worker forked from newer files.
+ */
+function protocolVersion(): number {
+  const file = process.env.DROVER_TEST_PROTOCOL_FILE;
+  if (file) {
+    try {
+      return Number(fs.readFileSync(file, 'utf8').trim());
+    } catch {
+      /* no override */
+    }
+  }
+  return PROTOCOL_VERSION;
+}
+
 async function main(): Promise<void> {
   const onBeat = startWatchdog({
     captureAfterMs: cfg.stackCaptureAfterMs,
@@ -142,14 +160,21 @@ async function main(): Promise<void> {
     primaryPid: process.ppid,
     bindings,
   });
-  send({ type: 'drover:hello', protocol: PROTOCOL_VERSION, pid: process.pid });
+  send({ type: 'drover:hello', protocol: protocolVersion(), pid: process.pid });
 
   let loaded;
+  let warned = false;
+  const restoreListen = interceptListen((what) => {
+    if (warned) return;
+    warned = true;
+    log.warn({ call: what }, 'the app called listen() itself; drover serves it on the app port and ignored that call');
+  });
   try {
     loaded = await loadApp(cfg.app);
     hooks = loaded.hooks;
     if (hooks.ready) await hooks.ready();
   } catch (err) {
+    restoreListen();
     const e = err instanceof Error ? err : new Error(String(err));
     log.fatal({ err: e, app: cfg.app }, 'app failed to load');
     send({ type: 'drover:app-error', message: e.message, stack: e.stack }, () =>
@@ -157,6 +182,7 @@ async function main(): Promise<void> {
     );
     return;
   }
+  restoreListen();
   const app = loaded.app;
   app.set?.('x-powered-by', false);
   metrics.addAppRegistry(cfg.app);

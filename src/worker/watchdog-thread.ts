@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Session } from 'node:inspector';
 import { workerData } from 'node:worker_threads';
+import { originalPosition } from './source-map';
 
 export interface WatchdogData {
   /** BigInt64Array[0] = Date.now() of the main loop's last beat. */
@@ -54,14 +55,18 @@ function capture(blockedMs: number): void {
   const urls = new Map<string, string>();
   session.on('Debugger.scriptParsed', (ev) => urls.set(ev.params.scriptId, ev.params.url));
   session.once('Debugger.paused', (ev) => {
-    const frames = ev.params.callFrames.slice(0, 20).map((f) => ({
-      functionName: f.functionName || '<anonymous>',
-      url: f.url || urls.get(f.location.scriptId) || '<unknown>',
-      line: f.location.lineNumber + 1,
-      column: (f.location.columnNumber ?? 0) + 1,
-    }));
+    const raw = ev.params.callFrames.slice(0, 20);
+    // Resume first: mapping reads files, and the main thread should not wait for that.
     session.post('Debugger.resume', () => {
       session.post('Debugger.disable', () => session.disconnect());
+    });
+    const frames = raw.map((f) => {
+      const url = f.url || urls.get(f.location.scriptId) || '<unknown>';
+      const line = f.location.lineNumber + 1;
+      const column = (f.location.columnNumber ?? 0) + 1;
+      // Point at the TypeScript (or other compiled-from) source when the file has a source map.
+      const orig = originalPosition(url, line, column);
+      return { functionName: f.functionName || '<anonymous>', url: orig?.file ?? url, line: orig?.line ?? line, column: orig?.column ?? column };
     });
     const report: CapturedStack = { pid: process.pid, capturedAt: new Date().toISOString(), blockedMs, frames };
     const file = path.join(data.runtimeDir, `stack-${process.pid}.json`);

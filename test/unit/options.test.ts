@@ -15,7 +15,7 @@ describe('options', () => {
   });
 
   it('defaults when nothing is given; workers from the CPU count', () => {
-    const o = resolveOptions({}, {}, undefined, () => 6);
+    const o = resolveOptions({}, {}, undefined, () => ({ count: 6, source: 'cpus', detail: 'test' }));
     assert.equal(o.workers, 6);
     assert.equal(o.workersSource, 'cpus');
     assert.equal(o.port, defaults.port);
@@ -33,7 +33,7 @@ describe('options', () => {
     assert.equal(o.workersSource, 'flag');
     assert.equal(resolveOptions({}, { PORT: '8080' }).port, 8080);
     assert.equal(resolveOptions({}, { DROVER_WORKER_TIMEOUT: '3s' }).workerTimeoutMs, 3000);
-    assert.equal(resolveOptions({}, { DROVER_WORKERS: '' }, undefined, () => 2).workers, 2, 'empty means unset');
+    assert.equal(resolveOptions({}, { DROVER_WORKERS: '' }, undefined, () => ({ count: 2, source: 'cgroup', detail: 'test' })).workers, 2, 'empty means unset');
   });
 
   it('rejects values with a sentence naming the flag or variable', () => {

@@ -1,0 +1,527 @@
+/**
+ * Integration tests of the primary's connection dispatcher (issue "Pressure-aware dispatch").
+ *
+ * Every request here goes on a NEW connection (`agent: false`, so `Connection: close`): only new
+ * connections are dispatched; a keep-alive connection stays with the worker it was handed to.
+ * Requests are sent from this process while a worker's loop is blocked: the blocked loop is in a
+ * worker, never here. Waits are on log lines and /status, never on sleeps.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { after, describe, it } from 'node:test';
+import { killTree, startDrover, type Drover } from '../helpers/drover';
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+interface Hit {
+  status: number;
+  pid: number | undefined;
+  error: string | undefined;
+  /** performance.now() of this process when the request was started / had its answer. */
+  startedAt: number;
+  endedAt: number;
+  ms: number;
+}
+
+/** One GET on a fresh connection; never rejects (a failure is a Hit with an error). */
+function hit(url: string, timeoutMs = 10_000, agent: http.Agent | false = false): Promise<Hit> {
+  const startedAt = performance.now();
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (status: number, pid: number | undefined, error: string | undefined) => {
+      if (settled) return;
+      settled = true;
+      const endedAt = performance.now();
+      resolve({ status, pid, error, startedAt, endedAt, ms: endedAt - startedAt });
+    };
+    const req = http.get(url, { agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        let pid: number | undefined;
+        try {
+          pid = (JSON.parse(body) as { pid?: number }).pid;
+        } catch {
+          /* not JSON */
+        }
+        done(res.statusCode ?? 0, pid, res.statusCode === 200 ? undefined : `status ${res.statusCode}`);
+      });
+      res.on('error', (err: NodeJS.ErrnoException) => done(0, undefined, err.code ?? err.message));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => done(0, undefined, err.code ?? err.message));
+    req.setTimeout(timeoutMs, () => req.destroy(new Error('client timeout')));
+  });
+}
+
+/** `count` calls of `fn`, at most `concurrency` at a time. */
+async function pool<T>(count: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array<T>(count);
+  let next = 0;
+  const lane = async () => {
+    while (next < count) {
+      const i = next++;
+      out[i] = await fn(i);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  return out;
+}
+
+interface WorkerRow {
+  slot: number;
+  pid: number;
+  phase: string;
+  generation: number;
+  heartbeatAgeMs: number;
+  dispatched: number;
+  inFlight: number | null;
+}
+interface FullStatus {
+  drover: {
+    pid: number;
+    generation: number;
+    dispatcher: { dispatched: number; allStale: number; queued: number; dropped: number; redispatched: number; queuedNow: number };
+  };
+  workers: WorkerRow[];
+}
+
+/** GET /status on its own connection (no keep-alive socket left open in the primary). */
+async function status(d: Drover): Promise<FullStatus> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(d.controlUrl('/status'), { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body) as FullStatus);
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(5000, () => req.destroy(new Error('status timeout')));
+  });
+}
+
+/** Polls /status until `pick` returns a value, bounded. */
+async function waitStatus<T>(d: Drover, what: string, pick: (s: FullStatus) => T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = pick(await status(d));
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}\n${d.tail()}`);
+    await new Promise((r) => setTimeout(r, 15));
+  }
+}
+
+/**
+ * Sends `GET /block?ms=…` on its own connection (not awaited by the caller) and finds the worker it
+ * landed on: the one whose heartbeat goes silent. A candidate is a worker seen stale (> 100 ms,
+ * above the 60 ms dispatch freshness); it is confirmed once its silence keeps growing past 250 ms.
+ * A worker that was only late once (a busy 2-core machine) beats again and is dropped as a
+ * candidate instead of being mistaken for the blocked one. `dispatchedWhenStale` is its count at
+ * the first stale reading.
+ */
+async function blockOne(d: Drover, ms: number, exclude: number[] = []) {
+  const request = hit(d.url(`/block?ms=${ms}`), ms + 10_000);
+  const deadline = Date.now() + 10_000;
+  let candidate: WorkerRow | undefined;
+  for (;;) {
+    if (Date.now() > deadline) throw new Error(`no worker went silent after GET /block\n${d.tail()}`);
+    const s = await status(d);
+    if (candidate) {
+      const w = s.workers.find((x) => x.pid === candidate!.pid);
+      if (w && w.heartbeatAgeMs > 250) break;
+      if (!w || w.heartbeatAgeMs < 100) candidate = undefined; // it beat again: not the blocked one
+    }
+    candidate ??= s.workers.find((w) => w.phase === 'listening' && w.heartbeatAgeMs > 100 && !exclude.includes(w.pid));
+    await new Promise((r) => setTimeout(r, 15));
+  }
+  return { pid: candidate.pid, slot: candidate.slot, dispatchedWhenStale: candidate.dispatched, request };
+}
+
+function quantile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+function latencySummary(hits: Hit[]): string {
+  const ms = hits.map((h) => h.ms).sort((a, b) => a - b);
+  const f = (x: number) => x.toFixed(1);
+  return `n=${ms.length} min=${f(ms[0] ?? NaN)} p50=${f(quantile(ms, 0.5))} p95=${f(quantile(ms, 0.95))} p99=${f(quantile(ms, 0.99))} max=${f(ms[ms.length - 1] ?? NaN)} ms`;
+}
+
+function countBy<T>(xs: T[]): Map<T, number> {
+  const m = new Map<T, number>();
+  for (const x of xs) m.set(x, (m.get(x) ?? 0) + 1);
+  return m;
+}
+
+function errorsOf(hits: Hit[]): Record<string, number> {
+  return Object.fromEntries(countBy(hits.filter((h) => h.error).map((h) => h.error!)));
+}
+
+function fdCount(pid: number): number {
+  return fs.readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** Like fdCount, but 0 for a process whose descriptor table is gone (a zombie). */
+function openFds(pid: number): number {
+  try {
+    return fs.readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Stops drover without waiting for blocked workers to finish their busy loop: SIGTERM the primary
+ * (so nothing is respawned), then SIGKILL the blocked ones.
+ */
+async function stopWithBlocked(d: Drover, blockedPids: number[]): Promise<void> {
+  if (!d.exit) d.child.kill('SIGTERM');
+  for (const pid of blockedPids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  await d.stop();
+}
+
+// ---- tests -----------------------------------------------------------------------------------
+
+describe('least-busy dispatch', () => {
+  const started: Drover[] = [];
+  after(async () => {
+    await Promise.all(started.map((d) => d.stop()));
+  });
+
+  it('new connections avoid a worker whose loop is blocked (4 workers, 200 requests)', async (t) => {
+    // --worker-timeout 30s: the watchdog must not replace the blocked worker during the test.
+    const d = await startDrover({ args: ['--workers', '4', '--worker-timeout', '30s'] });
+    started.push(d);
+    const blocked = await blockOne(d, 8000);
+    let blockDone = false;
+    void blocked.request.then(() => (blockDone = true));
+    t.diagnostic(`blocked worker pid ${blocked.pid} (slot ${blocked.slot}), dispatched when stale: ${blocked.dispatchedWhenStale}`);
+
+    const loadStarted = performance.now();
+    const hits = await pool(200, 8, () => hit(d.url('/ping')));
+    const loadMs = performance.now() - loadStarted;
+    const st = await status(d);
+    const bw = st.workers.find((w) => w.pid === blocked.pid);
+
+    const byPid = Object.fromEntries(countBy(hits.map((h) => h.pid ?? 0)));
+    t.diagnostic(`200 requests in ${loadMs.toFixed(0)} ms; latency ${latencySummary(hits)}`);
+    t.diagnostic(`responses by pid: ${JSON.stringify(byPid)}; failures: ${JSON.stringify(errorsOf(hits))}`);
+    t.diagnostic(`per-worker dispatched: ${st.workers.map((w) => `${w.pid}=${w.dispatched}`).join(' ')}; dispatcher ${JSON.stringify(st.drover.dispatcher)}`);
+
+    // The scenario held: the worker was blocked from before the first request to after the last.
+    assert.equal(blockDone, false, 'the /block request was still running when the load ended');
+    assert.ok(bw, 'the blocked worker is still there (not replaced)');
+    assert.ok(bw.heartbeatAgeMs > loadMs, `its heartbeat stayed silent through the load (age ${bw.heartbeatAgeMs} ms)`);
+
+    assert.deepEqual(errorsOf(hits), {}, 'every request succeeded');
+    assert.equal(hits.filter((h) => h.status === 200).length, 200);
+    assert.equal(byPid[blocked.pid] ?? 0, 0, 'no response came from the blocked worker');
+    assert.equal(bw.dispatched, blocked.dispatchedWhenStale, 'no connection was handed to the blocked worker once it was stale');
+    const slow = hits.filter((h) => h.ms >= 1000);
+    assert.equal(slow.length, 0, `every request answered within 1 s (slowest ${Math.max(...hits.map((h) => h.ms)).toFixed(0)} ms)`);
+    assert.equal(new Set(hits.map((h) => h.pid)).size, 3, 'the three other workers shared the load');
+
+    await stopWithBlocked(d, [blocked.pid]);
+  });
+
+  it('contrast: with --dispatch round-robin new connections do wait for the blocked worker', async (t) => {
+    const d = await startDrover({ args: ['--workers', '4', '--worker-timeout', '30s', '--dispatch', 'round-robin'] });
+    started.push(d);
+    const blocked = await blockOne(d, 3000);
+    const hits = await pool(20, 8, () => hit(d.url('/ping')));
+    const st = await status(d);
+    const bw = st.workers.find((w) => w.pid === blocked.pid)!;
+    const waited = hits.filter((h) => h.ms > 1000);
+    const onBlocked = hits.filter((h) => h.pid === blocked.pid);
+
+    t.diagnostic(`latency ${latencySummary(hits)}; ${waited.length}/20 took > 1 s; ${onBlocked.length}/20 answered by the blocked worker`);
+    t.diagnostic(`blocked worker dispatched: ${blocked.dispatchedWhenStale} when stale, ${bw.dispatched} after the load`);
+
+    assert.deepEqual(errorsOf(hits), {}, 'they all succeed in the end (once the block is over)');
+    assert.ok(bw.dispatched > blocked.dispatchedWhenStale, 'round-robin handed connections to the stale worker');
+    assert.ok(onBlocked.length > 0, 'some responses came from the blocked worker');
+    assert.ok(waited.length > 0, 'some requests waited more than 1 s');
+    await blocked.request;
+    await d.stop();
+  });
+
+  it('when every worker is stale, the least stale one gets the connection (allStale)', async (t) => {
+    const d = await startDrover({ args: ['--workers', '2', '--worker-timeout', '30s'] });
+    started.push(d);
+    // A first, then B once A is stale (least-busy sends B's block to the only fresh worker).
+    const a = await blockOne(d, 4000);
+    const b = await blockOne(d, 1500, [a.pid]);
+    assert.notEqual(a.pid, b.pid);
+    const before = await status(d);
+    assert.ok(before.workers.every((w) => w.heartbeatAgeMs > 100), 'both workers are stale');
+    const r = await hit(d.url('/ping'));
+    const st = await status(d);
+    const ds = st.drover.dispatcher;
+    t.diagnostic(`/ping with both workers stale: ${r.ms.toFixed(0)} ms, answered by ${r.pid} (A=${a.pid}, B=${b.pid}); allStale ${before.drover.dispatcher.allStale} -> ${ds.allStale}`);
+
+    assert.equal(r.status, 200);
+    assert.equal(r.pid, b.pid, 'the least stale worker (B, blocked later and for less) served it');
+    assert.equal(ds.allStale, before.drover.dispatcher.allStale + 1, 'the fallback was counted');
+    assert.equal(ds.queued, before.drover.dispatcher.queued, 'the connection was not queued');
+    assert.equal(ds.dropped, 0);
+    await stopWithBlocked(d, [a.pid]);
+  });
+
+  it('uniform load is shared evenly (4 workers, 800 new connections)', async (t) => {
+    const d = await startDrover({ args: ['--workers', '4'] });
+    started.push(d);
+    const before = await status(d);
+    const t0 = performance.now();
+    const hits = await pool(800, 8, () => hit(d.url('/ping')));
+    const elapsed = performance.now() - t0;
+    const st = await status(d);
+
+    const byPid = countBy(hits.map((h) => h.pid ?? 0));
+    const rows = st.workers.map((w) => {
+      const prev = before.workers.find((x) => x.pid === w.pid)?.dispatched ?? 0;
+      return { pid: w.pid, slot: w.slot, dispatched: w.dispatched - prev, answered: byPid.get(w.pid) ?? 0 };
+    });
+    const total = rows.reduce((s, r) => s + r.dispatched, 0);
+    t.diagnostic(`800 requests in ${elapsed.toFixed(0)} ms (${((800 / elapsed) * 1000).toFixed(0)} req/s); latency ${latencySummary(hits)}`);
+    t.diagnostic(`share per worker: ${rows.map((r) => `slot ${r.slot}: ${r.dispatched} (${((100 * r.dispatched) / total).toFixed(1)} %)`).join(', ')}`);
+    t.diagnostic(`dispatcher ${JSON.stringify(st.drover.dispatcher)}`);
+
+    assert.deepEqual(errorsOf(hits), {});
+    assert.equal(st.workers.length, 4);
+    assert.equal(total, 800, 'one dispatch per connection, nothing re-sent');
+    for (const r of rows) assert.equal(r.answered, r.dispatched, `worker ${r.pid}: responses match the connections it was handed`);
+    // Even would be 25 % each. Least-busy is not strict rotation: it follows in-flight counts and
+    // skips a worker whose heartbeat is momentarily late, and on this 2-core machine 4 workers,
+    // the primary and the client compete for CPU, so shares wander by several points. 10–50 %
+    // still catches what matters: a worker starved (≈ 0 %) or one hogging the load (≥ half).
+    for (const r of rows) {
+      const share = r.dispatched / total;
+      assert.ok(share >= 0.1 && share <= 0.5, `worker slot ${r.slot} got ${(100 * share).toFixed(1)} % of the connections`);
+    }
+    await d.stop();
+  });
+
+  it('a worker SIGKILLed under load: others keep serving, failures bounded, no leaked sockets', async (t) => {
+    const CONCURRENCY = 6;
+    const d = await startDrover({ args: ['--workers', '3'] });
+    started.push(d);
+    const st0 = await status(d);
+    const primaryPid = st0.drover.pid;
+    const victim = st0.workers[1]!;
+    const fdsBefore = fdCount(primaryPid);
+
+    const hits: Hit[] = [];
+    let stop = false;
+    const loops = Array.from({ length: CONCURRENCY }, async () => {
+      while (!stop) hits.push(await hit(d.url('/ping'), 5000));
+    });
+    const bounded = async (cond: () => boolean, what: string, timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!cond()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}\n${d.tail()}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    try {
+      // Well under way, with the victim serving: sockets are in flight to it when it dies.
+      await bounded(() => hits.length >= 150 && hits.some((h) => h.pid === victim.pid), 'the load runs on every worker', 10_000);
+      const mark = d.lines.length;
+      const killAt = performance.now();
+      process.kill(victim.pid, 'SIGKILL');
+      await d.waitFor((l) => l.msg === 'worker exited' && l.workerPid === victim.pid, 5000, mark);
+      await d.waitFor((l) => l.msg === 'worker listening' && l.worker === victim.slot, 5000, mark);
+      // Keep loading until plenty of requests have started after the kill.
+      await bounded(() => hits.filter((h) => h.startedAt > killAt).length >= 200, 'requests after the kill', 10_000);
+      stop = true;
+      await Promise.all(loops);
+
+      const beforeKill = hits.filter((h) => h.startedAt <= killAt);
+      const afterKill = hits.filter((h) => h.startedAt > killAt);
+      const failed = hits.filter((h) => h.error);
+      const st = await status(d);
+      const ds = st.drover.dispatcher;
+      t.diagnostic(`${hits.length} requests (${beforeKill.length} started before the kill, ${afterKill.length} after); failed ${failed.length}: ${JSON.stringify(errorsOf(hits))}`);
+      t.diagnostic(`failures started before the kill: ${beforeKill.filter((h) => h.error).length}, after: ${afterKill.filter((h) => h.error).length}; latency after the kill ${latencySummary(afterKill)}`);
+      t.diagnostic(`dispatcher ${JSON.stringify(ds)}`);
+
+      assert.ok(failed.length <= CONCURRENCY, `failures bounded by what could be on the victim (${failed.length} > ${CONCURRENCY})`);
+      assert.deepEqual(errorsOf(afterKill), {}, 'every request started after the kill succeeded');
+      assert.ok(afterKill.filter((h) => h.status === 200 && h.pid !== victim.pid).length >= 200, 'the other workers kept serving');
+      assert.equal(ds.queuedNow, 0, 'nothing left queued in the primary');
+      assert.equal(ds.dropped, 0, 'no connection dropped by the primary');
+      assert.ok(typeof ds.redispatched === 'number', 'redispatched is reported');
+      // Every accepted connection was handed over once, plus once more per re-send: none was lost
+      // inside the primary (no other traffic reached the app port during this test).
+      assert.equal(ds.dispatched, hits.length + ds.redispatched, 'dispatch accounting: connections + re-sends');
+      assert.equal(st.workers.length, 3);
+
+      // Every socket the primary accepted was handed over and its copy closed: the descriptor
+      // count returns to where it was (slack for the control connection and timing).
+      let fdsAfter = fdCount(primaryPid);
+      const deadline = Date.now() + 5000;
+      while (fdsAfter > fdsBefore + 5 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        fdsAfter = fdCount(primaryPid);
+      }
+      t.diagnostic(`primary fds: ${fdsBefore} before the load, ${fdsAfter} after it settled`);
+      assert.ok(fdsAfter <= fdsBefore + 5, `no leaked descriptors in the primary (${fdsBefore} -> ${fdsAfter})`);
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+    }
+    await d.stop();
+  });
+
+  it('during a rolling reload no new connection goes to a draining worker', async (t) => {
+    const d = await startDrover({ args: ['--workers', '2', '--drain-idle-grace', '2s'] });
+    started.push(d);
+    const before = await status(d);
+    // Idle keep-alive sockets on the old workers make each drain last the idle grace (2 s), so the
+    // draining phase is long enough to see in /status while new connections keep arriving.
+    const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    const parked = await pool(8, 8, () => hit(d.url('/ping'), 5000, keepAlive));
+    assert.deepEqual(errorsOf(parked), {});
+
+    const hits: Hit[] = [];
+    /** pid → when this process first saw it draining (after /status answered), and its dispatched then. */
+    const draining = new Map<number, { seenAt: number; dispatched: number }>();
+    const grew: string[] = [];
+    let stop = false;
+    const loads = Array.from({ length: 4 }, async () => {
+      while (!stop) hits.push(await hit(d.url('/ping'), 5000));
+    });
+    const watcher = (async () => {
+      while (!stop) {
+        const s = await status(d);
+        const seenAt = performance.now();
+        for (const w of s.workers) {
+          if (w.phase !== 'draining') continue;
+          const first = draining.get(w.pid);
+          if (!first) draining.set(w.pid, { seenAt, dispatched: w.dispatched });
+          else if (w.dispatched !== first.dispatched) grew.push(`${w.pid}: ${first.dispatched} -> ${w.dispatched}`);
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    try {
+      await d.until(async () => hits.length >= 50, 'load is running');
+      const mark = d.lines.length;
+      d.child.kill('SIGHUP');
+      await d.waitForMsg('rolling reload complete', 20_000, mark);
+      await waitStatus(d, 'only new-generation workers remain', (s) =>
+        s.workers.length === 2 && s.workers.every((w) => w.phase === 'listening' && w.generation === 2) ? true : undefined, 20_000);
+    } finally {
+      stop = true;
+      await Promise.all([...loads, watcher]);
+      keepAlive.destroy();
+    }
+
+    const late = hits.filter((h) => {
+      const dr = h.pid === undefined ? undefined : draining.get(h.pid);
+      return dr !== undefined && h.startedAt > dr.seenAt;
+    });
+    const oldPids = new Set(before.workers.map((w) => w.pid));
+    t.diagnostic(`${hits.length} new-connection requests during the reload; failures ${JSON.stringify(errorsOf(hits))}`);
+    t.diagnostic(`seen draining: ${[...draining].map(([pid, v]) => `${pid} (dispatched ${v.dispatched})`).join(', ')}`);
+    t.diagnostic(`answered by old workers: ${hits.filter((h) => oldPids.has(h.pid ?? 0)).length}, by new: ${hits.filter((h) => h.pid !== undefined && !oldPids.has(h.pid)).length}`);
+
+    assert.ok(draining.size >= 1, 'a draining worker was observed (otherwise this test proves nothing)');
+    for (const pid of draining.keys()) assert.ok(oldPids.has(pid), 'only old-generation workers drained');
+    assert.deepEqual(grew, [], 'no connection was handed to a worker after it was seen draining');
+    assert.equal(late.length, 0, `requests started after their worker was seen draining: ${late.length}`);
+    assert.deepEqual(errorsOf(hits), {}, 'no new-connection request failed during the reload');
+    await d.stop();
+  });
+
+  // Known bug, kept as a regression test (todo: runs and reports, does not fail the suite).
+  // When a worker's IPC channel has closed but its 'exit' has not been processed yet, the
+  // dispatcher still sees it serving; worker.send() then fails on process.nextTick and the
+  // callback routes the socket again, to the same worker when it is the only candidate: an endless
+  // nextTick loop that starves the primary's event loop (100 % CPU, control port dead, the exit is
+  // never processed, no replacement). The window is opened on purpose: the primary is stopped
+  // while its only worker dies and a client connects; on SIGCONT the channel's EOF is read before
+  // the connection is accepted, and SIGCHLD is handled last.
+  it('a connection accepted between a worker\'s IPC close and its exit does not hang the primary', {
+    todo: 'Dispatcher.send re-routes a socket in a nextTick loop to a worker whose IPC channel closed (see the report)',
+  }, async (t) => {
+    const d = await startDrover({ args: ['--workers', '1'] });
+    started.push(d);
+    const st = await status(d);
+    const primaryPid = st.drover.pid;
+    const victim = st.workers[0]!.pid;
+    let ping: Promise<Hit> | undefined;
+    const state = (pid: number) => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
+    const waitState = async (pid: number, want: string, what: string) => {
+      const deadline = Date.now() + 5000;
+      while (state(pid) !== want) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    // Freeze the worker first, so that no heartbeat is left unread in its IPC pipe when it dies:
+    // libuv would read that data in one turn and see the EOF only in the next, after the accept.
+    process.kill(victim, 'SIGSTOP');
+    try {
+      await waitStatus(d, 'the stopped worker is silent', (s) => ((s.workers[0]?.heartbeatAgeMs ?? 0) > 100 ? true : undefined));
+    } catch (err) {
+      process.kill(victim, 'SIGCONT');
+      throw err;
+    }
+    process.kill(primaryPid, 'SIGSTOP');
+    try {
+      // Signals are asynchronous: the primary must really be stopped before the worker dies.
+      await waitState(primaryPid, 'T', 'the primary is stopped');
+      process.kill(victim, 'SIGKILL');
+      // The primary cannot reap it while stopped: dead = zombie. The leader turns zombie before
+      // its other threads are gone; the IPC descriptor is closed only when /proc shows no fd left.
+      await waitState(victim, 'Z', 'the worker is dead');
+      const fdsGone = Date.now() + 5000;
+      while (openFds(victim) > 0) {
+        if (Date.now() > fdsGone) throw new Error('the dead worker still holds descriptors');
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      // A new connection, completed by the kernel into the stopped primary's accept backlog.
+      let connected!: () => void;
+      const isConnected = new Promise<void>((r) => (connected = r));
+      ping = hit(d.url('/ping'), 8000);
+      const probe = http.get(d.url('/ping'), { agent: false });
+      probe.on('socket', (s: Socket) => s.once('connect', connected));
+      probe.on('error', () => {});
+      probe.on('response', (res) => res.resume());
+      await isConnected;
+    } finally {
+      process.kill(primaryPid, 'SIGCONT');
+    }
+    const livez = await hit(d.controlUrl('/livez'), 2000);
+    const primaryState = state(primaryPid);
+    const hung = livez.status !== 200;
+    if (hung) {
+      // Spinning: it cannot handle SIGTERM. Kill it so the connection fails now instead of timing out.
+      killTree(d.pid);
+      await d.exited;
+    }
+    const r = await ping!;
+    t.diagnostic(`after SIGCONT: /livez ${livez.status || livez.error} in ${livez.ms.toFixed(0)} ms (primary state ${primaryState}); /ping ${r.status || r.error} in ${r.ms.toFixed(0)} ms`);
+    if (!hung) t.diagnostic(`dispatcher ${JSON.stringify((await status(d)).drover.dispatcher)}`);
+    assert.equal(hung, false, 'the primary still answers /livez');
+    assert.equal(r.status, 200, 'the connection was served by the replacement');
+    await d.stop();
+  });
+});
