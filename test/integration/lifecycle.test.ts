@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, ROOT, alive, run, startDrover, type Drover } from '../helpers/drover';
@@ -94,7 +95,8 @@ describe('supervisor lifecycle', () => {
     assert.equal(stalled.reason, 'stalled');
     assert.ok((stall.heartbeatAgeMs as number) >= timeoutMs);
     assert.ok(Array.isArray(stall.stack), `stack captured: ${JSON.stringify(stall)}`);
-    assert.match((stall.stack as string[]).join('\n'), /demo[/\\]app\.(js|ts)/, 'the stack points into the demo route');
+    // Source-mapped: the top frame is the busy loop's line in the TypeScript source.
+    assert.match((stall.stack as string[])[0]!, /src[/\\]demo[/\\]app\.ts:\d+:\d+\)$/, 'the stack points at the demo route in TypeScript');
     await d.waitFor((l) => l.msg === 'worker listening' && l.worker === stall.worker, 5000, mark);
     assert.equal(await blocked, 'connection closed');
 
@@ -126,6 +128,32 @@ describe('supervisor lifecycle', () => {
     assert.deepEqual(exit, { code: 0, signal: null });
     for (const w of st.workers) assert.equal(alive(w.pid), false, `worker ${w.pid} is gone`);
     assert.equal(alive(d.pid), false);
+  });
+
+  it('during drain, a request on an open keep-alive connection is answered with Connection: close', async () => {
+    const d = await startDrover({ args: ['--workers', '1', '--drain-idle-grace', '5s'] });
+    started.push(d);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ status: number; connection: string | undefined; socket: unknown }>((resolve, reject) => {
+        const req = http.get(d.url('/ping'), { agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, socket: req.socket }));
+        });
+        req.on('error', reject);
+      });
+    const first = await get();
+    assert.equal(first.connection, 'keep-alive');
+    const mark = d.lines.length;
+    d.child.kill('SIGTERM');
+    await d.waitFor((l) => l.msg === 'draining' && l.role === 'worker', 5000, mark);
+    const second = await get();
+    assert.equal(second.status, 200);
+    assert.equal(second.socket, first.socket, 'the same keep-alive connection was reused');
+    assert.equal(second.connection, 'close', 'the client is told to leave');
+    const exit = await d.exited;
+    assert.equal(exit.code, 0);
+    agent.destroy();
   });
 
   it('a SIGKILLed primary leaves no orphan: workers (even a blocked one) exit', async () => {

@@ -83,7 +83,7 @@ describe('prometheus/: config and alert rules under promtool', () => {
       assert.ok((r.annotations?.summary ?? '').length > 10, `${r.alert}: summary`);
       const desc = r.annotations?.description ?? '';
       assert.ok(desc.length > 150, `${r.alert}: a description long enough to act on`);
-      assert.match(desc, /\b(Check|Look|Read|Find|Fix|Open|Add|Compare|Raise|See|Roll back)\b/, `${r.alert}: the description tells the operator what to do`);
+      assert.match(desc, /\b(Check|Look|Read|Find|Fix|Open|Add|Compare|Raise|See|Roll back)\b/i, `${r.alert}: the description tells the operator what to do`);
     }
   });
 
