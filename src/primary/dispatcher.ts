@@ -100,11 +100,16 @@ export class Dispatcher {
     this.inflight.set(id, { socket, handle: h });
     h.worker.send({ type: 'drover:socket', id }, socket, { keepOpen: true }, (err: Error | null) => {
       if (!err) return;
-      // The worker's channel closed under us: take the socket back and try another worker.
+      // The worker's channel closed under us: take the socket back and try another worker (it
+      // no longer counts as serving, so the choice cannot fall on it again). If none is left, the
+      // socket waits in the queue for the replacement.
       this.inflight.delete(id);
       h.unacked.delete(id);
+      this.stats.dispatched--;
+      this.stats.dispatchedBySlot[h.slot]!--;
+      h.dispatched--;
       this.stats.redispatched++;
-      this.route(socket);
+      this.route(socket, acceptedAt);
     });
   }
 
@@ -143,8 +148,12 @@ export class Dispatcher {
         continue;
       }
       const choice = choose(this.workers(), this.opts.mode, this.opts.freshnessMs, now, this.cursor++);
-      if (choice) this.send(q.socket, choice.worker, q.at, now);
-      else this.queue.push(q);
+      if (!choice) {
+        this.queue.push(q);
+        continue;
+      }
+      if (choice.allStale) this.stats.allStale++;
+      this.send(q.socket, choice.worker, q.at, now);
     }
   }
 

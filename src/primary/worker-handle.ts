@@ -51,9 +51,13 @@ export class WorkerHandle {
     return this.worker.id;
   }
 
-  /** Takes new connections: listening, not draining, not written off. */
+  /**
+   * Takes new connections: listening, not draining, not written off, and its IPC channel open. A
+   * worker that died has a closed channel a moment before its 'exit' is processed; sending it a
+   * socket then fails, and re-routing to it again would loop.
+   */
   get serving(): boolean {
-    return this.phase === 'listening';
+    return this.phase === 'listening' && this.worker.isConnected();
   }
 
   get alive(): boolean {

@@ -450,17 +450,14 @@ describe('least-busy dispatch', () => {
     await d.stop();
   });
 
-  // Known bug, kept as a regression test (todo: runs and reports, does not fail the suite).
-  // When a worker's IPC channel has closed but its 'exit' has not been processed yet, the
-  // dispatcher still sees it serving; worker.send() then fails on process.nextTick and the
-  // callback routes the socket again, to the same worker when it is the only candidate: an endless
-  // nextTick loop that starves the primary's event loop (100 % CPU, control port dead, the exit is
-  // never processed, no replacement). The window is opened on purpose: the primary is stopped
-  // while its only worker dies and a client connects; on SIGCONT the channel's EOF is read before
-  // the connection is accepted, and SIGCHLD is handled last.
-  it('a connection accepted between a worker\'s IPC close and its exit does not hang the primary', {
-    todo: 'Dispatcher.send re-routes a socket in a nextTick loop to a worker whose IPC channel closed (see the report)',
-  }, async (t) => {
+  // Regression test for a bug found by this file: when a worker's IPC channel has closed but its
+  // 'exit' has not been processed yet, the dispatcher still saw it serving; worker.send() failed on
+  // process.nextTick and the callback routed the socket again, to the same worker when it was the
+  // only candidate: an endless nextTick loop that starved the primary (100 % CPU, control port
+  // dead, no replacement). The window is opened on purpose: the primary is stopped while its only
+  // worker dies and a client connects; on SIGCONT the channel's EOF is read before the connection
+  // is accepted, and SIGCHLD is handled last.
+  it('a connection accepted between a worker\'s IPC close and its exit does not hang the primary', async (t) => {
     const d = await startDrover({ args: ['--workers', '1'] });
     started.push(d);
     const st = await status(d);
