@@ -8,6 +8,16 @@ import type { Row, SuiteResult } from './lib/suite';
 
 /** What each suite shows, in the order the report lists them. Prose only: numbers come from results. */
 const GUIDE: Record<string, string> = {
+  workers:
+    'The headline. Small `GET /ping` requests arrive at a fixed rate (open loop: latency counts from the intended send ' +
+    'time, so queueing behind a stall is included) while one client keeps fetching the S0 payload (40,000 nested ' +
+    'records, ~23 MB). New-connection rows compare Node-style round-robin with drover\'s least-busy dispatch: only a new ' +
+    'connection can be steered away from a worker that is busy serializing. Keep-alive rows compare the naive ' +
+    '`res.json()` handler with drover\'s time-sliced `streamJson()`: a keep-alive client stays on its worker, so only a ' +
+    'handler that keeps the loop free helps it. `baselineP95` is the same configuration before the big client starts; ' +
+    '`closedLoopP95` is what a closed-loop tool would have reported (time from actual send). What it means for choosing ' +
+    'a worker count: with new connections, p95 falls with more workers only under least-busy dispatch; with keep-alive ' +
+    'clients it falls only where handlers yield the loop.',
   metrics:
     'How long `GET /metrics` takes as workers are added (each worker holding ~2,000 series), and what the per-request ' +
     'RED metrics cost: `/ping` throughput of the same app with `--request-metrics on` and `off`, alternated in one run. ' +
@@ -18,6 +28,10 @@ const LABELS: Record<string, string> = {
   p50Ms: 'p50 ms', p95Ms: 'p95 ms', p99Ms: 'p99 ms', maxMs: 'max ms', reqPerSec: 'req/s',
   seriesTotal: 'series (total)', seriesPerWorker: 'series / worker', bytes: 'bytes', scrapes: 'scrapes',
   requests: 'requests', errors: 'errors', workers: 'workers', requestMetrics: 'request metrics', round: 'round',
+  smallCount: 'small n', smallMin: 'min', smallMedian: 'median', smallMean: 'mean', smallP90: 'p90', smallP95: 'p95',
+  smallP99: 'p99', smallMax: 'max', closedLoopP95: 'closed-loop p95', baselineP95: 'no-load p95', baselineMax: 'no-load max',
+  largeCount: 'large n', largeMedian: 'large median', largeP95: 'large p95', largeMax: 'large max',
+  neverCompleted: 'never completed',
 };
 
 function cell(v: unknown): string {

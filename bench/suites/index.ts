@@ -1,6 +1,7 @@
 import type { Suite } from '../lib/suite';
 import { metricsSuite } from './metrics';
+import { workersSuite } from './workers';
 
 /** Every suite, in report order. */
-export const SUITES: Suite[] = [metricsSuite];
+export const SUITES: Suite[] = [workersSuite, metricsSuite];
 export const SUITES_NAMES = SUITES.map((s) => s.name);

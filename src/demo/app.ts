@@ -3,16 +3,33 @@
  * way a Node service behaves under load, so drover's supervision can be seen and tested.
  */
 import express, { type Request, type Response } from 'express';
+import { streamJson } from '../toolkit/json-stream';
+import { buildClients, clientsLazy } from './s0';
 
 const MAX_MS = 600_000;
+const MAX_CLIENTS = 200_000;
 
-function msParam(req: Request, res: Response): number | undefined {
-  const raw = req.query.ms ?? '1000';
-  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || Number(raw) > MAX_MS) {
-    res.status(400).json({ error: `ms must be a whole number of milliseconds from 0 to ${MAX_MS}` });
+/** A whole-number query parameter within [0, max], or a 400 naming the parameter. */
+function intParam(req: Request, res: Response, name: string, fallback: number, max: number): number | undefined {
+  const raw = req.query[name] ?? String(fallback);
+  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || Number(raw) > max) {
+    res.status(400).json({ error: `${name} must be a whole number from 0 to ${max}` });
     return undefined;
   }
   return Number(raw);
+}
+
+function modeParam<T extends string>(req: Request, res: Response, modes: readonly T[]): T | undefined {
+  const raw = req.query.mode ?? modes[0];
+  if (typeof raw !== 'string' || !modes.includes(raw as T)) {
+    res.status(400).json({ error: `mode must be one of ${modes.join(', ')}` });
+    return undefined;
+  }
+  return raw as T;
+}
+
+function msParam(req: Request, res: Response): number | undefined {
+  return intParam(req, res, 'ms', 1000, MAX_MS);
 }
 
 export function createDemoApp(): express.Express {
@@ -40,6 +57,19 @@ export function createDemoApp(): express.Express {
       // spin: nothing else runs on this worker meanwhile
     }
     res.json({ ok: true, pid: process.pid, blockedMs: ms });
+  });
+
+  /**
+   * S0: 40,000 nested client records (~23 MB). `naive` builds everything and calls res.json(),
+   * holding the loop for hundreds of ms; `stream` generates and writes in ~5 ms slices.
+   */
+  app.get('/clients', (req, res, next) => {
+    const count = intParam(req, res, 'count', 40_000, MAX_CLIENTS);
+    if (count === undefined) return;
+    const mode = modeParam(req, res, ['naive', 'stream'] as const);
+    if (mode === undefined) return;
+    if (mode === 'naive') return void res.json({ items: buildClients(count) });
+    streamJson(res, { items: clientsLazy(count) }).catch(next);
   });
 
   /** Crashes the worker from outside the request's promise chain, as a real bug would. */
