@@ -18,6 +18,11 @@ const GUIDE: Record<string, string> = {
     '`closedLoopP95` is what a closed-loop tool would have reported (time from actual send). What it means for choosing ' +
     'a worker count: with new connections, p95 falls with more workers only under least-busy dispatch; with keep-alive ' +
     'clients it falls only where handlers yield the loop.',
+  peers:
+    'What drover\'s primary costs per request: the same demo app and the same `/ping` load under drover (least-busy and ' +
+    'round-robin), a bare `node:cluster` primary that only forks, and pm2 cluster mode, alternated round by round in one ' +
+    'run, with keep-alive connections (autocannon) and with a new connection per request (a closed-loop client of our ' +
+    'own). The derived ratios are each peer\'s req/s over drover least-busy\'s.',
   metrics:
     'How long `GET /metrics` takes as workers are added (each worker holding ~2,000 series), and what the per-request ' +
     'RED metrics cost: `/ping` throughput of the same app with `--request-metrics on` and `off`, alternated in one run. ' +
@@ -31,7 +36,7 @@ const LABELS: Record<string, string> = {
   smallCount: 'small n', smallMin: 'min', smallMedian: 'median', smallMean: 'mean', smallP90: 'p90', smallP95: 'p95',
   smallP99: 'p99', smallMax: 'max', closedLoopP95: 'closed-loop p95', baselineP95: 'no-load p95', baselineMax: 'no-load max',
   largeCount: 'large n', largeMedian: 'large median', largeP95: 'large p95', largeMax: 'large max',
-  neverCompleted: 'never completed',
+  neverCompleted: 'never completed', peer: 'peer', client: 'client',
 };
 
 function cell(v: unknown): string {

@@ -1,7 +1,8 @@
 import type { Suite } from '../lib/suite';
 import { metricsSuite } from './metrics';
+import { peersSuite } from './peers';
 import { workersSuite } from './workers';
 
 /** Every suite, in report order. */
-export const SUITES: Suite[] = [workersSuite, metricsSuite];
+export const SUITES: Suite[] = [workersSuite, peersSuite, metricsSuite];
 export const SUITES_NAMES = SUITES.map((s) => s.name);

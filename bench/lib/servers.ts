@@ -1,0 +1,87 @@
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { ROOT, killTree, run, startDrover } from '../../test/helpers/drover';
+import { freePort } from '../../test/helpers/prometheus';
+
+export type PeerKind = 'drover least-busy' | 'drover round-robin' | 'node:cluster' | 'pm2 cluster';
+export const PEERS: PeerKind[] = ['drover least-busy', 'drover round-robin', 'node:cluster', 'pm2 cluster'];
+
+export interface Server {
+  url(p: string): string;
+  stop(): Promise<void>;
+}
+
+const PM2 = path.join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
+
+/** The same demo app under each supervisor, `workers` processes, on a free loopback port. */
+export async function startPeer(kind: PeerKind, workers: number): Promise<Server> {
+  if (kind === 'drover least-busy' || kind === 'drover round-robin') {
+    const d = await startDrover({ args: ['--workers', String(workers), '--dispatch', kind.split(' ')[1]!] });
+    return { url: (p) => d.url(p), stop: async () => void (await d.stop()) };
+  }
+  if (kind === 'node:cluster') {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'peers', 'bare-cluster.js')], {
+      env: { ...process.env, WORKERS: String(workers), PORT: '0' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+      detached: true,
+    });
+    process.on('exit', () => killTree(child.pid!));
+    const port = await new Promise<number>((resolve, reject) => {
+      const rl = readline.createInterface({ input: child.stdout! });
+      rl.on('line', (l) => {
+        try {
+          const m = JSON.parse(l) as { msg?: string; port?: number };
+          if (m.msg === 'ready') resolve(m.port!);
+        } catch {
+          /* not ours */
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`bare cluster exited ${code}`)));
+    });
+    return {
+      url: (p) => `http://127.0.0.1:${port}${p}`,
+      stop: async () => {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      },
+    };
+  }
+  // pm2 cluster mode, with a private PM2_HOME so nothing leaks into the user's pm2.
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'drover-bench-pm2-'));
+  const port = await freePort();
+  const eco = path.join(home, 'ecosystem.config.js');
+  fs.writeFileSync(
+    eco,
+    `module.exports = { apps: [{ name: 'peer', script: ${JSON.stringify(path.join(ROOT, 'bench', 'peers', 'pm2-app.js'))}, ` +
+      `exec_mode: 'cluster', instances: ${workers}, env: { PORT: '${port}' } }] };\n`,
+  );
+  const env = { ...process.env, PM2_HOME: home };
+  const started = await run(process.execPath, [PM2, 'start', eco], { env, timeoutMs: 60_000 });
+  if (started.code !== 0) throw new Error(`pm2 start failed: ${started.stderr}`);
+  const stop = async () => {
+    await run(process.execPath, [PM2, 'kill'], { env, timeoutMs: 60_000 });
+    fs.rmSync(home, { recursive: true, force: true });
+  };
+  process.on('exit', () => {
+    if (fs.existsSync(home)) spawn(process.execPath, [PM2, 'kill'], { env, stdio: 'ignore', detached: true });
+  });
+  // pm2 start returns before the instances listen: wait until the port answers, bounded.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/ping`)).status === 200) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error('pm2 cluster did not answer within 20 s');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { url: (p) => `http://127.0.0.1:${port}${p}`, stop };
+}

@@ -1,0 +1,63 @@
+import { closedLoop } from '../lib/closed-loop';
+import { freshLoop } from '../lib/fresh-loop';
+import { PEERS, startPeer, type PeerKind } from '../lib/servers';
+import { summarize } from '../lib/stats';
+import type { Context, Row, Suite } from '../lib/suite';
+
+type Client = 'keep-alive' | 'new-connection';
+
+/**
+ * The same app and the same /ping load under drover (both dispatchers), bare node:cluster and pm2
+ * cluster mode, alternated round by round in one run: what drover's primary costs per request.
+ */
+export const peersSuite: Suite = {
+  name: 'peers',
+  title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
+  estimateS: { tiny: 50, quick: 120, full: 300 },
+  async run(ctx: Context) {
+    const p = ctx.profile;
+    const workers = 2;
+    const durationS = p === 'tiny' ? 1 : p === 'quick' ? 5 : 10;
+    const rounds = p === 'full' ? 3 : p === 'quick' ? 2 : 1;
+    const connections = 10;
+    const rows: Row[] = [];
+    const rps: Record<string, number[]> = {};
+    for (let round = 1; round <= rounds; round++) {
+      for (const peer of PEERS) {
+        let server;
+        try {
+          server = await startPeer(peer, workers);
+        } catch (err) {
+          rows.push({ config: { peer, round }, values: {}, failed: `did not start: ${(err as Error).message}` });
+          continue;
+        }
+        try {
+          for (const client of ['keep-alive', 'new-connection'] as Client[]) {
+            ctx.progress(`round ${round}/${rounds}: ${peer}, ${client}, ${durationS}s`);
+            const load = client === 'keep-alive' ? closedLoop : freshLoop;
+            await load({ url: server.url('/ping'), connections, durationS: 0.5 }); // warm-up
+            const r = await load({ url: server.url('/ping'), connections, durationS });
+            const s = summarize(r.latency);
+            (rps[`${peer}|${client}`] ??= []).push(r.reqPerSec);
+            rows.push({
+              config: { peer, client, round },
+              values: { reqPerSec: Math.round(r.reqPerSec), p50Ms: s.medianMs, p95Ms: s.p95Ms, p99Ms: s.p99Ms, errors: r.errors + r.non2xx },
+              failed: r.errors + r.non2xx > 0 ? `${r.errors} errors, ${r.non2xx} non-2xx` : undefined,
+            });
+          }
+        } finally {
+          await server.stop();
+        }
+      }
+    }
+    const mean = (xs: number[] | undefined) => (xs?.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+    const derived: Record<string, number> = {};
+    for (const client of ['keep-alive', 'new-connection'] as Client[]) {
+      const base = mean(rps[`drover least-busy|${client}`]);
+      for (const peer of PEERS.filter((x) => x !== 'drover least-busy') as PeerKind[]) {
+        derived[`${client} req/s ${peer} / drover least-busy`] = Math.round((mean(rps[`${peer}|${client}`]) / base) * 100) / 100;
+      }
+    }
+    return { settings: { workers, durationSeconds: durationS, rounds, connections, route: '/ping' }, rows, derived };
+  },
+};
