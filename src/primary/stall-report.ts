@@ -1,6 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Logger } from '../log';
 import type { CapturedStack } from '../worker/watchdog-thread';
+import type { WorkerHandle } from './worker-handle';
 
 /**
  * The stack a stalled worker's watchdog thread captured, if it did (it writes once the loop has
@@ -20,4 +22,14 @@ export function takeStallReport(runtimeDir: string, pid: number): CapturedStack 
 
 export function formatFrames(report: CapturedStack): string[] {
   return report.frames.map((f) => `${f.functionName} (${f.url}:${f.line}:${f.column})`);
+}
+
+/** One log line per stall: where the loop is stuck (when the watchdog thread captured it). */
+export function logStall(log: Logger, runtimeDir: string, h: WorkerHandle, now: number): void {
+  const report = takeStallReport(runtimeDir, h.pid);
+  const stack = report ? formatFrames(report) : undefined;
+  log.error(
+    { worker: h.slot, wid: h.id, workerPid: h.pid, heartbeatAgeMs: Math.round(h.beatAge(now)), inFlight: h.beat?.inFlight, stack },
+    stack ? `worker stalled at ${stack[0]}; replacing it` : 'worker stalled (no stack captured); replacing it',
+  );
 }

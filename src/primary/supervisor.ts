@@ -6,8 +6,9 @@ import type { Logger } from '../log';
 import type { DroverOptions } from '../options';
 import { PROTOCOL_VERSION, WORKER_CONFIG_ENV, isWorkerMessage, type WorkerConfig, type WorkerToPrimary } from '../protocol';
 import { respawnDelay } from './backoff';
+import { RollingReload } from './reload';
 import type { Dispatcher } from './dispatcher';
-import { formatFrames, takeStallReport } from './stall-report';
+import { logStall } from './stall-report';
 import { WorkerHandle, type ExitReason } from './worker-handle';
 
 export type SupervisorPhase = 'starting' | 'running' | 'shutting-down' | 'stopped';
@@ -18,11 +19,6 @@ interface SlotState {
   nextSpawnAt: number;
 }
 
-interface Reload {
-  generation: number;
-  startedAt: number;
-  done: number;
-}
 
 const TICK_MS = 100;
 /** A worker's own SIGTERM/SIGINT is acted on only if the primary was not signalled meanwhile. */
@@ -47,8 +43,7 @@ export class Supervisor extends EventEmitter {
   };
   /** Drains started, by reason. */
   readonly drains: Record<string, number> = { reload: 0, recycle: 0, shutdown: 0 };
-  reload: Reload | undefined;
-  reloads = { completed: 0, aborted: 0 };
+  readonly reloads: RollingReload;
   private bootFailures = 0;
   private exitCode: number = ExitCode.OK;
   private timer: NodeJS.Timeout | undefined;
@@ -62,6 +57,7 @@ export class Supervisor extends EventEmitter {
   ) {
     super();
     this.slots = Array.from({ length: opts.workers }, () => ({ crashes: 0, nextSpawnAt: 0 }));
+    this.reloads = new RollingReload(log);
   }
 
   start(): void {
@@ -77,12 +73,12 @@ export class Supervisor extends EventEmitter {
 
   requestReload(source: string): { accepted: boolean; reason?: string } {
     if (this.phase !== 'running') return { accepted: false, reason: `drover is ${this.phase}` };
-    if (this.reload) return { accepted: false, reason: `reload to generation ${this.reload.generation} in progress` };
-    this.generation++;
-    this.reload = { generation: this.generation, startedAt: performance.now(), done: 0 };
-    this.log.info({ generation: this.generation, source }, 'rolling reload started');
-    this.schedule();
-    return { accepted: true };
+    const r = this.reloads.start(this.generation + 1, source);
+    if (r.accepted) {
+      this.generation++;
+      this.schedule();
+    }
+    return r;
   }
 
   shutdown(code: number, reason: string): void {
@@ -139,7 +135,7 @@ export class Supervisor extends EventEmitter {
         h.retiring = 'recycle';
       }
     }
-    this.stepReload();
+    this.reloads.step(this.handles);
     for (let slot = 0; slot < this.slots.length; slot++) {
       const s = this.slots[slot]!;
       const covered = this.handles.some(
@@ -161,23 +157,6 @@ export class Supervisor extends EventEmitter {
     if (this.handles.length === 0) this.finish();
   }
 
-  /** One replacement at a time: mark the next old-generation worker retiring; its slot forks anew. */
-  private stepReload(): void {
-    const r = this.reload;
-    if (!r) return;
-    if (this.handles.some((h) => h.retiring === 'reload')) return;
-    const old = this.handles.find((h) => h.phase === 'listening' && h.generation < r.generation);
-    if (old) {
-      old.retiring = 'reload';
-      this.log.info({ worker: old.slot, wid: old.id, workerPid: old.pid, generation: r.generation }, 'reload: replacing worker');
-      return;
-    }
-    if (this.handles.some((h) => h.phase === 'booting')) return;
-    this.reloads.completed++;
-    this.log.info({ generation: r.generation, replaced: r.done, ms: Math.round(performance.now() - r.startedAt) }, 'rolling reload complete');
-    this.reload = undefined;
-  }
-
   /**
    * A worker that was to replace another failed to come up (exited, timed out, refused): keep the
    * one it was meant to replace, and stop the reload. Called as soon as the failure is known, so
@@ -186,15 +165,7 @@ export class Supervisor extends EventEmitter {
   private replacementFailed(h: WorkerHandle, why: string): void {
     if (!this.handles.some((x) => x !== h && x.slot === h.slot && x.retiring)) return;
     for (const x of this.handles) if (x.slot === h.slot && x.retiring === 'recycle') x.retiring = undefined;
-    this.abortReload(why);
-  }
-
-  private abortReload(why: string): void {
-    if (!this.reload) return;
-    this.log.error({ generation: this.reload.generation, why }, 'reload aborted; the previous generation keeps serving');
-    for (const h of this.handles) if (h.retiring === 'reload') h.retiring = undefined;
-    this.reloads.aborted++;
-    this.reload = undefined;
+    this.reloads.abort(this.handles, why);
   }
 
   // ---- actions ------------------------------------------------------------------------
@@ -223,40 +194,20 @@ export class Supervisor extends EventEmitter {
   }
 
   private drain(h: WorkerHandle, reason: ExitReason, now: number): void {
-    h.phase = 'draining';
-    h.stopReason ??= reason;
-    h.drainStartedAt = now;
     this.drains[reason] = (this.drains[reason] ?? 0) + 1;
-    h.worker.send({ type: 'drover:drain', timeoutMs: this.opts.drainTimeoutMs, idleGraceMs: this.opts.drainIdleGraceMs });
     this.log.info({ worker: h.slot, wid: h.id, workerPid: h.pid, reason }, 'worker draining');
-    // The worker enforces the drain deadline itself; this is the backstop if it cannot.
-    h.killTimer = setTimeout(() => {
-      this.log.error({ worker: h.slot, workerPid: h.pid }, 'worker overran its drain deadline; SIGKILL');
-      h.worker.process.kill('SIGKILL');
-    }, this.opts.drainTimeoutMs + this.opts.killGraceMs);
+    h.drain(reason, now, this.opts, () => this.log.error({ worker: h.slot, workerPid: h.pid }, 'worker overran its drain deadline; SIGKILL'));
   }
 
   private kill(h: WorkerHandle, reason: ExitReason): void {
-    if (h.phase === 'stopped') return;
-    if (h.phase === 'booting' || h.phase === 'listening') h.phase = 'stalling';
-    h.stopReason ??= reason;
-    h.worker.process.kill('SIGTERM');
-    clearTimeout(h.killTimer);
-    h.killTimer = setTimeout(() => h.worker.process.kill('SIGKILL'), this.opts.killGraceMs);
+    h.terminate(reason, this.opts.killGraceMs);
   }
 
   /** Marks a stalled worker (no traffic, slot uncovered) and logs where its loop is stuck. */
   private onStall(h: WorkerHandle, now: number): void {
     h.phase = 'stalling';
     h.stopReason = 'stalled';
-    const report = takeStallReport(this.runtimeDir, h.pid);
-    this.log.error(
-      {
-        worker: h.slot, wid: h.id, workerPid: h.pid, heartbeatAgeMs: Math.round(h.beatAge(now)),
-        inFlight: h.beat?.inFlight, stack: report ? formatFrames(report) : undefined,
-      },
-      report ? `worker stalled at ${formatFrames(report)[0]}; replacing it` : 'worker stalled (no stack captured); replacing it',
-    );
+    logStall(this.log, this.runtimeDir, h, now);
   }
 
   // ---- events (record, then schedule a tick) ---------------------------------------------
@@ -311,7 +262,7 @@ export class Supervisor extends EventEmitter {
     for (const old of this.handles) {
       if (old === h || old.slot !== h.slot) continue;
       if (old.phase === 'listening' && old.retiring) {
-        if (old.retiring === 'reload' && this.reload) this.reload.done++;
+        if (old.retiring === 'reload') this.reloads.replaced++;
         this.drain(old, old.retiring, now);
       }
     }

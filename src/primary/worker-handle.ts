@@ -73,6 +73,31 @@ export class WorkerHandle {
     return (this.beat?.inFlight ?? 0) + this.dispatchedSinceBeat;
   }
 
+  /**
+   * Orders a drain: the worker stops taking work and exits when done. The worker enforces the
+   * deadline itself; the SIGKILL timer here is the backstop if it cannot (stuck loop).
+   */
+  drain(reason: ExitReason, now: number, t: { drainTimeoutMs: number; drainIdleGraceMs: number; killGraceMs: number }, onOverrun: () => void): void {
+    this.phase = 'draining';
+    this.stopReason ??= reason;
+    this.drainStartedAt = now;
+    this.worker.send({ type: 'drover:drain', timeoutMs: t.drainTimeoutMs, idleGraceMs: t.drainIdleGraceMs });
+    this.killTimer = setTimeout(() => {
+      onOverrun();
+      this.worker.process.kill('SIGKILL');
+    }, t.drainTimeoutMs + t.killGraceMs);
+  }
+
+  /** SIGTERM now, SIGKILL after the grace: for workers that cannot be drained (stuck, failed boot). */
+  terminate(reason: ExitReason, killGraceMs: number): void {
+    if (this.phase === 'stopped') return;
+    if (this.phase === 'booting' || this.phase === 'listening') this.phase = 'stalling';
+    this.stopReason ??= reason;
+    this.worker.process.kill('SIGTERM');
+    clearTimeout(this.killTimer);
+    this.killTimer = setTimeout(() => this.worker.process.kill('SIGKILL'), killGraceMs);
+  }
+
   onBeat(msg: HeartbeatMsg, now: number): void {
     this.beat = msg;
     this.lastBeatAt = now;
