@@ -15,6 +15,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { defaults, parseDuration } from '../../src/options';
 import { FIXTURES, run, startDrover, type Drover } from '../helpers/drover';
 import { prometheusSkipReason, startPrometheus, type Prometheus } from '../helpers/prometheus';
 import {
@@ -49,6 +50,20 @@ describe('prometheus/: config and alert rules under promtool', () => {
     const rules = await run('promtool', ['check', 'rules', ALERTS]);
     assert.equal(rules.code, 0, rules.stdout + rules.stderr);
     assert.match(rules.stdout, new RegExp(`SUCCESS: ${loadAlertRules().length} rules found`));
+  });
+
+  it('prometheus.yml scrapes drover where it listens by default, and loads the alerts', () => {
+    const cfg = loadYaml(PROM_CONFIG) as {
+      rule_files: string[];
+      scrape_configs: { job_name: string; metrics_path?: string; scrape_timeout?: string; static_configs: { targets: string[] }[] }[];
+    };
+    assert.deepEqual(cfg.rule_files, ['alerts.yml']);
+    const job = cfg.scrape_configs.find((j) => j.job_name === 'drover');
+    assert.ok(job, 'a drover job');
+    assert.equal(job.metrics_path ?? '/metrics', '/metrics');
+    assert.deepEqual(job.static_configs.flatMap((c) => c.targets), [`${defaults.controlHost}:${defaults.controlPort}`]);
+    // A scrape waits at most --metrics-timeout for the workers: the timeout must leave room.
+    assert.ok(parseDuration(job.scrape_timeout ?? '10s')! > defaults.metricsTimeoutMs * 2);
   });
 
   it('promtool test rules: each alert fires where it should and stays silent otherwise', { skip }, async () => {
@@ -215,8 +230,9 @@ describe('the dashboard and the alerts against a real Prometheus scraping a real
   it('every expression is valid PromQL and returns data; the rules load healthy; a stall fires its alert', { skip, timeout: 120_000 }, async (t) => {
     d = await startDrover({
       app: path.join(FIXTURES, 'observability-app.js'),
-      // A short stall timeout, so one 2.5 s block is a real stall within the test's budget.
-      args: ['--workers', '2', '--worker-timeout', '1500ms', '--drain-idle-grace', '100ms'],
+      // A short stall timeout, so one 3 s block is a real stall within the test's budget (and
+      // still far above any pause a busy shared machine gives a healthy worker).
+      args: ['--workers', '2', '--worker-timeout', '2s', '--drain-idle-grace', '100ms'],
     });
     const instance = `127.0.0.1:${d.controlPort}`;
     prom = await startPrometheus([instance], { rules: [ALERTS] });
@@ -236,7 +252,7 @@ describe('the dashboard and the alerts against a real Prometheus scraping a real
       d.child.kill('SIGHUP');
       await d.waitForMsg('rolling reload complete', 20_000, mark);
       mark = d.lines.length;
-      void get(d.url('/block?ms=2500'));
+      void get(d.url('/block?ms=3000'));
       await d.waitFor((l) => l.msg === 'worker exited' && l.reason === 'stalled', 15_000, mark);
       // At least 15 s of 1 s scrapes under load, so every range vector has samples.
       const left = 16_000 - (Date.now() - began);
