@@ -33,7 +33,7 @@ export function currentBySlot(handles: readonly WorkerHandle[]): Map<number, Wor
 export class PrimaryMetrics {
   readonly registry = new promClient.Registry();
   private readonly scrapeDuration: promClient.Histogram;
-  private readonly collectTimeouts: promClient.Counter;
+  private readonly collectTimeouts: promClient.Counter<'worker'>;
   private lastStale = new Set<number>();
   /** Observes how long an accepted connection waited in the primary before its handoff. */
   readonly dispatchWait: promClient.Histogram;
@@ -77,6 +77,12 @@ export class PrimaryMetrics {
       },
     });
     new promClient.Gauge({
+      name: 'drover_ready', help: 'What GET /readyz answers: 1 ready, 0 not ready.', registers: r,
+      collect() {
+        this.set(sup.isReady() ? 1 : 0);
+      },
+    });
+    new promClient.Gauge({
       name: 'drover_workers_desired', help: 'Configured number of workers.', registers: r,
       collect() {
         this.set(sup.opts.workers);
@@ -101,6 +107,8 @@ export class PrimaryMetrics {
     perWorker('drover_worker_heap_used_bytes', 'V8 heap used by the worker.', (h) => h.beat?.heapUsedBytes);
     perWorker('drover_worker_heap_total_bytes', 'V8 heap allocated by the worker.', (h) => h.beat?.heapTotalBytes);
     perWorker('drover_worker_open_connections', 'Connections open on the worker.', (h) => h.beat?.connections);
+    perWorker('drover_worker_requests_in_flight', 'Requests being handled by the worker, from its last heartbeat.', (h) => h.beat?.inFlight);
+    perWorker('drover_worker_generation', 'Generation of the worker serving the slot (a reload has reached every slot when all equal drover_generation).', (h) => h.generation);
     perWorker('drover_metrics_snapshot_age_seconds', "Age of the worker's newest metrics snapshot.", (h, now) => {
       const age = store.snapshotAge(h, now);
       return age === undefined ? undefined : age / 1000;
@@ -138,7 +146,8 @@ export class PrimaryMetrics {
     });
 
     this.collectTimeouts = new promClient.Counter({
-      name: 'drover_metrics_collect_timeouts_total', help: 'Snapshots requested from a worker that did not answer before the scrape deadline.', registers: r,
+      name: 'drover_metrics_collect_timeouts_total', help: 'Snapshots requested from a worker that did not answer before the scrape deadline, by worker slot.',
+      labelNames: ['worker'], registers: r,
     });
     this.scrapeDuration = new promClient.Histogram({
       name: 'drover_metrics_scrape_duration_seconds', help: 'Time the primary spent answering GET /metrics (collect + aggregate + render).',
@@ -149,7 +158,7 @@ export class PrimaryMetrics {
   /** Records the outcome of one collection, before the registry is rendered. */
   recordCollect(result: CollectResult): void {
     this.lastStale = new Set(result.stale.map((h) => h.id));
-    if (result.timedOut.length) this.collectTimeouts.inc(result.timedOut.length);
+    for (const h of result.timedOut) this.collectTimeouts.inc({ worker: String(h.slot) });
   }
 
   observeScrape(seconds: number): void {
