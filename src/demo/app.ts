@@ -4,6 +4,8 @@
  */
 import express, { type Request, type Response } from 'express';
 import { streamJson } from '../toolkit/json-stream';
+import { createIoRouter } from './io';
+import { createItemsRouter } from './items';
 import { buildClients, clientsLazy } from './s0';
 
 const MAX_MS = 600_000;
@@ -71,6 +73,9 @@ export function createDemoApp(): express.Express {
     if (mode === 'naive') return void res.json({ items: buildClients(count) });
     streamJson(res, { items: clientsLazy(count) }).catch(next);
   });
+
+  app.use(createIoRouter());
+  app.use(createItemsRouter());
 
   /** Crashes the worker from outside the request's promise chain, as a real bug would. */
   app.get('/crash', (_req, res) => {

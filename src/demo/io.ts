@@ -1,0 +1,6 @@
+import { Router } from 'express';
+
+/** S1 routes (/upstream, /report): being written; mounted by the demo app. */
+export function createIoRouter(): Router {
+  return Router();
+}
