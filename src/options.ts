@@ -59,6 +59,18 @@ export interface DroverOptions {
   metricsTimeoutMs: number;
   /** Per-request HTTP metrics (http_requests_total, durations, sizes) in the workers. @defaultValue 'on' */
   requestMetrics: 'on' | 'off';
+  /** Shed (503 + Retry-After) when the worker's mean event-loop delay over a sample exceeds this; 0 = off. @defaultValue 500 ms */
+  shedLoopDelayMs: number;
+  /** Shed when event-loop utilization over a sample exceeds this (0..1); 1 = off. @defaultValue 1 */
+  shedUtilization: number;
+  /** Shed when the worker's V8 heap used exceeds this many MiB; 0 = off. @defaultValue 0 */
+  shedHeapMb: number;
+  /** Shed when the worker's RSS exceeds this many MiB; 0 = off. @defaultValue 0 */
+  shedRssMb: number;
+  /** Path prefixes never shed (the app's own health routes). @defaultValue [] */
+  shedExempt: string[];
+  /** Requests served on one keep-alive connection before it is closed (clients then reconnect and may land elsewhere); 0 = no cap. @defaultValue 0 */
+  maxRequestsPerSocket: number;
   /** Per-worker V8 old-space limit in MiB (`--max-old-space-size`); unset = Node's default. @defaultValue undefined */
   maxHeapMb: number | undefined;
   /** Run workers with `--enable-source-maps`, so error stacks in logs point at TypeScript lines. @defaultValue 'on' */
@@ -94,11 +106,17 @@ export const defaults: Omit<DroverOptions, 'workers' | 'workersSource' | 'worker
   metricsTimeoutMs: 500,
   requestMetrics: 'on',
   maxHeapMb: undefined,
+  shedLoopDelayMs: 500,
+  shedUtilization: 1,
+  shedHeapMb: 0,
+  shedRssMb: 0,
+  shedExempt: [],
+  maxRequestsPerSocket: 0,
   sourceMaps: 'on',
   logLevel: 'info',
 };
 
-type Kind = 'int' | 'port' | 'duration' | 'string' | 'path' | { oneOf: readonly string[] };
+type Kind = 'int' | 'port' | 'duration' | 'ratio' | 'list' | 'string' | 'path' | { oneOf: readonly string[] };
 interface Spec {
   key: keyof DroverOptions;
   flag: string;
@@ -134,6 +152,12 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'metricsIntervalMs', flag: 'metrics-interval', kind: 'duration', min: 100, help: 'worker metrics snapshot period (default 1s)' },
   { key: 'metricsTimeoutMs', flag: 'metrics-timeout', kind: 'duration', min: 10, help: 'longest wait of /metrics for fresh worker snapshots (default 500ms)' },
   { key: 'requestMetrics', flag: 'request-metrics', kind: { oneOf: ['on', 'off'] }, help: 'per-request HTTP metrics in workers: on | off (default on)' },
+  { key: 'shedLoopDelayMs', flag: 'shed-loop-delay', kind: 'duration', min: 0, help: 'shed when mean loop delay exceeds this; 0ms = off (default 500ms)' },
+  { key: 'shedUtilization', flag: 'shed-utilization', kind: 'ratio', help: 'shed when loop utilization exceeds this; 1 = off (default 1)' },
+  { key: 'shedHeapMb', flag: 'shed-heap', kind: 'int', min: 0, help: 'shed when heap used exceeds this many MiB; 0 = off (default 0)' },
+  { key: 'shedRssMb', flag: 'shed-rss', kind: 'int', min: 0, help: 'shed when RSS exceeds this many MiB; 0 = off (default 0)' },
+  { key: 'shedExempt', flag: 'shed-exempt', kind: 'list', help: 'comma-separated path prefixes never shed (default none)' },
+  { key: 'maxRequestsPerSocket', flag: 'max-requests-per-socket', kind: 'int', min: 0, help: 'requests per keep-alive connection, then close; 0 = no cap (default 0)' },
   { key: 'maxHeapMb', flag: 'max-heap', kind: 'int', min: 16, help: 'per-worker V8 heap limit in MiB (default: Node\'s)' },
   { key: 'sourceMaps', flag: 'source-maps', kind: { oneOf: ['on', 'off'] }, help: 'workers run with --enable-source-maps: on | off (default on)' },
   { key: 'logLevel', flag: 'log-level', kind: { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, help: "log level (default 'info')" },
@@ -165,6 +189,11 @@ function parseValue(spec: Spec, raw: string, from: string): string | number {
     if (!/^\d+$/.test(raw.trim())) fail(kind === 'port' ? 'a port number 0-65535' : 'a whole number');
     value = Number(raw);
     if (kind === 'port' && value > 65535) fail('a port number 0-65535');
+  } else if (kind === 'ratio') {
+    if (!/^(0(\.\d+)?|1(\.0+)?)$/.test(raw.trim())) fail('a number from 0 to 1, like 0.95');
+    value = Number(raw);
+  } else if (kind === 'list') {
+    return raw.split(',').map((x) => x.trim()).filter(Boolean) as unknown as string;
   } else if (kind === 'duration') {
     const ms = parseDuration(raw);
     if (ms === undefined) fail('a duration with a unit, like 500ms, 10s or 2m');

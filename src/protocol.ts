@@ -162,6 +162,9 @@ export interface WorkerConfig {
   metricsIntervalMs: number;
   /** Record per-request HTTP metrics (off: only runtime metrics and the app's own). */
   requestMetrics: boolean;
+  /** Load-shedding thresholds (0 / 1 = off), see options. */
+  shed: { loopDelayMs: number; utilization: number; heapBytes: number; rssBytes: number; exempt: string[] };
+  maxRequestsPerSocket: number;
 }
 
 export const WORKER_CONFIG_ENV = 'DROVER_WORKER';

@@ -2,8 +2,10 @@
  * The bundled demo app: what `npm start` serves when no app is given. Each route reproduces one
  * way a Node service behaves under load, so drover's supervision can be seen and tested.
  */
-import express, { type Request, type Response } from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { HttpError, sendError } from '../toolkit/http-error';
 import { streamJson } from '../toolkit/json-stream';
+import { createIngestRouter } from './ingest';
 import { createIoRouter } from './io';
 import { createItemsRouter } from './items';
 import { buildClients, clientsLazy } from './s0';
@@ -15,7 +17,7 @@ const MAX_CLIENTS = 200_000;
 function intParam(req: Request, res: Response, name: string, fallback: number, max: number): number | undefined {
   const raw = req.query[name] ?? String(fallback);
   if (typeof raw !== 'string' || !/^\d+$/.test(raw) || Number(raw) > max) {
-    res.status(400).json({ error: `${name} must be a whole number from 0 to ${max}` });
+    sendError(res, new HttpError(400, 'BAD_QUERY', `${name} must be a whole number from 0 to ${max}`));
     return undefined;
   }
   return Number(raw);
@@ -24,7 +26,7 @@ function intParam(req: Request, res: Response, name: string, fallback: number, m
 function modeParam<T extends string>(req: Request, res: Response, modes: readonly T[]): T | undefined {
   const raw = req.query.mode ?? modes[0];
   if (typeof raw !== 'string' || !modes.includes(raw as T)) {
-    res.status(400).json({ error: `mode must be one of ${modes.join(', ')}` });
+    sendError(res, new HttpError(400, 'BAD_QUERY', `mode must be one of ${modes.join(', ')}`));
     return undefined;
   }
   return raw as T;
@@ -76,6 +78,7 @@ export function createDemoApp(): express.Express {
 
   app.use(createIoRouter());
   app.use(createItemsRouter());
+  app.use(createIngestRouter());
 
   /** Crashes the worker from outside the request's promise chain, as a real bug would. */
   app.get('/crash', (_req, res) => {
@@ -85,7 +88,22 @@ export function createDemoApp(): express.Express {
     });
   });
 
+  app.use((_req: Request, res: Response) => sendError(res, new HttpError(404, 'NOT_FOUND', 'no such route')));
+  // Errors become JSON with a status and a code; never a stack trace or an internal path.
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => sendError(res, toHttpError(err)));
   return app;
+}
+
+/** body-parser's errors carry `type` and `status`; anything unknown is a 500 that says nothing. */
+function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  const e = err as { type?: string; status?: number };
+  if (e.type === 'entity.too.large') return new HttpError(413, 'BODY_TOO_LARGE', 'request body too large');
+  if (e.type === 'entity.parse.failed') return new HttpError(400, 'MALFORMED_JSON', 'malformed JSON');
+  if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return new HttpError(415, 'UNSUPPORTED_ENCODING', 'unsupported body encoding');
+  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return new HttpError(e.status, 'BAD_REQUEST', 'bad request');
+  process.stderr.write(`demo app error: ${(err as Error)?.stack ?? String(err)}\n`);
+  return new HttpError(500, 'INTERNAL', 'internal error');
 }
 
 export default createDemoApp;

@@ -181,6 +181,14 @@ export class Supervisor extends EventEmitter {
       logLevel: this.opts.logLevel,
       metricsIntervalMs: this.opts.metricsIntervalMs,
       requestMetrics: this.opts.requestMetrics === 'on',
+      shed: {
+        loopDelayMs: this.opts.shedLoopDelayMs,
+        utilization: this.opts.shedUtilization,
+        heapBytes: this.opts.shedHeapMb * 2 ** 20,
+        rssBytes: this.opts.shedRssMb * 2 ** 20,
+        exempt: this.opts.shedExempt,
+      },
+      maxRequestsPerSocket: this.opts.maxRequestsPerSocket,
     };
     const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(config) });
     const h = new WorkerHandle(worker, slot, this.generation, now);

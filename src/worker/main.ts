@@ -20,6 +20,7 @@ import { Connections } from './connections';
 import { Heartbeat } from './heartbeat';
 import { loadApp, type AppHooks } from './load-app';
 import { WorkerMetrics } from './metrics';
+import { createPressureGate } from './pressure-gate';
 import { interceptListen } from './stray-listen';
 import { startWatchdog } from './watchdog';
 
@@ -187,12 +188,15 @@ async function main(): Promise<void> {
   app.set?.('x-powered-by', false);
   metrics.addAppRegistry(cfg.app);
 
+  const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
   const server = http.createServer();
+  server.maxRequestsPerSocket = cfg.maxRequestsPerSocket;
   const c = new Connections(server);
   conns = c;
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     c.track(req, res);
     if (cfg.requestMetrics) metrics.track(req, res);
+    if (gate?.shed(req, res)) return;
     app(req, res);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {

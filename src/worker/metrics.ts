@@ -73,6 +73,12 @@ export class WorkerMetrics {
     buckets: SIZE_BUCKETS,
     registers: [this.registry],
   });
+  private readonly shedTotal = new promClient.Counter({
+    name: 'http_requests_shed_total',
+    help: 'Requests answered 503 by the pressure gate before reaching the app, by reason (they also count in http_requests_total).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   private readonly inFlight = new promClient.Gauge({
     name: 'http_requests_in_flight',
     help: 'HTTP requests being handled right now.',
@@ -81,6 +87,11 @@ export class WorkerMetrics {
 
   constructor(private readonly warn: (msg: string, extra: object) => void) {
     promClient.collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Counts a request the pressure gate answered with 503. */
+  shed(reason: string): void {
+    this.shedTotal.inc({ reason });
   }
 
   /** If the app resolves its own copy of prom-client, merge that copy's default registry too. */

@@ -13,10 +13,12 @@ interface Tally {
   statuses: Record<string, number>;
   maxMs: number;
   errors: number;
+  /** Every request's latency in ms, in order. */
+  samples: number[];
 }
 
 async function poll(url: string): Promise<Tally> {
-  const t: Tally = { count: 0, statuses: {}, maxMs: 0, errors: 0 };
+  const t: Tally = { count: 0, statuses: {}, maxMs: 0, errors: 0, samples: [] };
   while (Date.now() < until) {
     const started = performance.now();
     try {
@@ -27,7 +29,9 @@ async function poll(url: string): Promise<Tally> {
       t.errors++;
     }
     t.count++;
-    t.maxMs = Math.max(t.maxMs, performance.now() - started);
+    const ms = performance.now() - started;
+    t.samples.push(Math.round(ms * 10) / 10);
+    t.maxMs = Math.max(t.maxMs, ms);
     await new Promise((r) => setTimeout(r, 20));
   }
   return t;

@@ -9,7 +9,7 @@ const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
 
 function formatDefault(spec: (typeof optionSpecs)[number]): string | undefined {
   const v = (defaults as Record<string, unknown>)[spec.key];
-  if (v === undefined) return undefined;
+  if (v === undefined || Array.isArray(v)) return undefined;
   if (spec.kind === 'duration') {
     const ms = v as number;
     return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
