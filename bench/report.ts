@@ -18,6 +18,11 @@ const GUIDE: Record<string, string> = {
     '`closedLoopP95` is what a closed-loop tool would have reported (time from actual send). What it means for choosing ' +
     'a worker count: with new connections, p95 falls with more workers only under least-busy dispatch; with keep-alive ' +
     'clients it falls only where handlers yield the loop.',
+  probe:
+    'Scenario S0\'s probe collapse: probe requests answered per second (two keep-alive connections probing back to ' +
+    'back) while a client keeps two 40,000-record responses in flight, naive `res.json()` vs `streamJson()`. Probes go ' +
+    'to a worker route (`/ping`, what the report\'s liveness probe hit) and to the primary\'s `/livez` (what drover\'s ' +
+    'Kubernetes manifests probe). The worst second is the number a liveness probe with a short timeout would see.',
   peers:
     'What drover\'s primary costs per request: the same demo app and the same `/ping` load under drover (least-busy and ' +
     'round-robin), a bare `node:cluster` primary that only forks, and pm2 cluster mode, alternated round by round in one ' +
@@ -36,7 +41,8 @@ const LABELS: Record<string, string> = {
   smallCount: 'small n', smallMin: 'min', smallMedian: 'median', smallMean: 'mean', smallP90: 'p90', smallP95: 'p95',
   smallP99: 'p99', smallMax: 'max', closedLoopP95: 'closed-loop p95', baselineP95: 'no-load p95', baselineMax: 'no-load max',
   largeCount: 'large n', largeMedian: 'large median', largeP95: 'large p95', largeMax: 'large max',
-  neverCompleted: 'never completed', peer: 'peer', client: 'client',
+  neverCompleted: 'never completed', peer: 'peer', client: 'client', big: 'big work', target: 'probe target',
+  perSecond: 'answers per second', worstSecond: 'worst second', bestSecond: 'best second', failedProbes: 'failed probes', bigResponses: 'big responses',
 };
 
 function cell(v: unknown): string {

@@ -1,8 +1,9 @@
 import type { Suite } from '../lib/suite';
 import { metricsSuite } from './metrics';
 import { peersSuite } from './peers';
+import { probeSuite } from './probe';
 import { workersSuite } from './workers';
 
 /** Every suite, in report order. */
-export const SUITES: Suite[] = [workersSuite, peersSuite, metricsSuite];
+export const SUITES: Suite[] = [workersSuite, probeSuite, peersSuite, metricsSuite];
 export const SUITES_NAMES = SUITES.map((s) => s.name);

@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { makeIngestBody } from '../../src/demo/s3';
 import { startDrover } from '../../test/helpers/drover';
 import { openLoop } from '../lib/open-loop';
 import { newHistogram, summarize } from '../lib/stats';
@@ -7,11 +8,14 @@ import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 type Client = 'new-connection' | 'keep-alive';
 type Dispatch = 'least-busy' | 'round-robin';
-type Mode = 'naive' | 'stream';
+/** naive vs drover's helper: S0 `stream` (time-sliced JSON), S3 `offload` (thread-pool parse). */
+type Mode = 'naive' | 'stream' | 'offload';
+type Big = 's0' | 's3';
 
 interface Point {
   workers: number;
   dispatch: Dispatch;
+  big: Big;
   mode: Mode;
   client: Client;
 }
@@ -25,15 +29,21 @@ function points(p: Profile): Point[] {
   const workers = p === 'tiny' ? [1, 2] : p === 'quick' ? [1, 2, 4] : [1, 2, 4, 8];
   const out: Point[] = [];
   for (const w of workers) {
-    for (const dispatch of ['round-robin', 'least-busy'] as const) out.push({ workers: w, dispatch, mode: 'naive', client: 'new-connection' });
-    for (const mode of ['naive', 'stream'] as const) out.push({ workers: w, dispatch: 'least-busy', mode, client: 'keep-alive' });
-    if (p === 'full') out.push({ workers: w, dispatch: 'least-busy', mode: 'stream', client: 'new-connection' });
+    for (const dispatch of ['round-robin', 'least-busy'] as const) out.push({ workers: w, dispatch, big: 's0', mode: 'naive', client: 'new-connection' });
+    for (const mode of ['naive', 'stream'] as const) out.push({ workers: w, dispatch: 'least-busy', big: 's0', mode, client: 'keep-alive' });
+    if (p !== 'quick' || w !== 2) {
+      for (const mode of ['naive', 'offload'] as const) out.push({ workers: w, dispatch: 'least-busy', big: 's3', mode, client: 'keep-alive' });
+    }
+    if (p === 'full') out.push({ workers: w, dispatch: 'least-busy', big: 's0', mode: 'stream', client: 'new-connection' });
   }
   return out;
 }
 
-/** One client fetching the S0 payload back to back on new connections: large work always in flight. */
-function bigLoop(url: string, stop: Promise<void>) {
+/**
+ * One client keeping large work in flight, back to back on new connections: fetching the S0
+ * payload (GET) or posting the S3 body (POST).
+ */
+function bigLoop(url: string, stop: Promise<void>, body?: Buffer) {
   const latency = newHistogram();
   let stopped = false;
   let errors = 0;
@@ -41,7 +51,7 @@ function bigLoop(url: string, stop: Promise<void>) {
   const one = () =>
     new Promise<void>((resolve) => {
       const started = performance.now();
-      const req = http.get(url, { agent: false }, (res) => {
+      const req = http.request(url, { agent: false, method: body ? 'POST' : 'GET', headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
         res.resume();
         res.on('end', () => {
           if (res.statusCode === 200) latency.recordValue(Math.round((performance.now() - started) * 1000));
@@ -57,6 +67,7 @@ function bigLoop(url: string, stop: Promise<void>) {
         errors++;
         resolve();
       });
+      req.end(body);
     });
   const done = (async () => {
     while (!stopped) await one();
@@ -74,12 +85,15 @@ export const workersSuite: Suite = {
     const baseS = p === 'tiny' ? 1 : 2;
     const rate: Record<Client, number> = { 'new-connection': 50, 'keep-alive': 200 };
     const clients = p === 'tiny' ? 2000 : 40_000;
+    const ingestBytes = p === 'tiny' ? 1_000_000 : 25_000_000;
+    const ingestBody = makeIngestBody(ingestBytes);
     const rows: Row[] = [];
     const list = points(p);
     for (const [i, pt] of list.entries()) {
-      ctx.progress(`${i + 1}/${list.length}: ${pt.workers} worker(s), ${pt.dispatch}, ${pt.mode}, ${pt.client}`);
+      ctx.progress(`${i + 1}/${list.length}: ${pt.workers} worker(s), ${pt.dispatch}, ${pt.big} ${pt.mode}, ${pt.client}`);
       const config = { ...pt };
-      const d = await startDrover({ args: ['--workers', String(pt.workers), '--dispatch', pt.dispatch] });
+      // Shedding off: this suite measures queueing behind big work, not the shedding policy.
+      const d = await startDrover({ args: ['--workers', String(pt.workers), '--dispatch', pt.dispatch, '--shed-loop-delay', '0ms'] });
       try {
         const ka = pt.client === 'keep-alive';
         const small = { url: d.url('/ping'), rate: rate[pt.client], keepAlive: ka, connections: 20 };
@@ -87,7 +101,9 @@ export const workersSuite: Suite = {
         const baseline = await openLoop({ ...small, durationMs: baseS * 1000 });
         let release!: () => void;
         const stop = new Promise<void>((r) => (release = r));
-        const big = bigLoop(d.url(`/clients?count=${clients}&mode=${pt.mode}`), stop);
+        const big = pt.big === 's0'
+          ? bigLoop(d.url(`/clients?count=${clients}&mode=${pt.mode}`), stop)
+          : bigLoop(d.url(`/ingest?mode=${pt.mode}`), stop, ingestBody);
         const loaded = await openLoop({ ...small, durationMs: loadS * 1000 });
         release();
         await big.done;
@@ -116,7 +132,7 @@ export const workersSuite: Suite = {
     return {
       settings: {
         loadSeconds: loadS, baselineSeconds: baseS, smallRatePerSecond: rate, keepAliveConnections: 20,
-        bigClients: 1, bigPayload: `/clients?count=${clients}`,
+        bigClients: 1, s0: `GET /clients?count=${clients}`, s3: `POST /ingest, ${ingestBody.length} bytes`,
       },
       rows,
       derived: derive(rows),
@@ -126,8 +142,8 @@ export const workersSuite: Suite = {
 
 /** Headline ratios: how much p95 of small requests improves with workers, dispatch and streaming. */
 function derive(rows: Row[]): Record<string, number> {
-  const p95 = (w: number, dispatch: Dispatch, mode: Mode, client: Client) =>
-    rows.find((r) => !r.failed && r.config.workers === w && r.config.dispatch === dispatch && r.config.mode === mode && r.config.client === client)?.values.smallP95 as number | undefined;
+  const p95 = (w: number, dispatch: Dispatch, mode: Mode, client: Client, big: Big = 's0') =>
+    rows.find((r) => !r.failed && r.config.workers === w && r.config.dispatch === dispatch && r.config.mode === mode && r.config.client === client && r.config.big === big)?.values.smallP95 as number | undefined;
   const out: Record<string, number> = {};
   const ws = [...new Set(rows.map((r) => r.config.workers as number))].sort((a, b) => a - b);
   const maxW = ws[ws.length - 1]!;
@@ -137,6 +153,9 @@ function derive(rows: Row[]): Record<string, number> {
   const naive1 = p95(1, 'least-busy', 'naive', 'keep-alive');
   const stream1 = p95(1, 'least-busy', 'stream', 'keep-alive');
   if (naive1 && stream1) out.p95NaiveOverStreamAt1WorkerKeepAlive = Math.round((naive1 / stream1) * 10) / 10;
+  const s3naive = p95(1, 'least-busy', 'naive', 'keep-alive', 's3');
+  const s3off = p95(1, 'least-busy', 'offload', 'keep-alive', 's3');
+  if (s3naive && s3off) out.p95S3NaiveOverOffloadAt1WorkerKeepAlive = Math.round((s3naive / s3off) * 10) / 10;
   const lb1 = p95(1, 'least-busy', 'naive', 'new-connection');
   if (lb1 && lb) out[`p95At1OverAt${maxW}WorkersLeastBusy`] = Math.round((lb1 / lb) * 10) / 10;
   return out;

@@ -1,0 +1,109 @@
+import * as http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { startDrover } from '../../test/helpers/drover';
+import type { Context, Row, Suite } from '../lib/suite';
+
+/**
+ * S0's probe collapse: a liveness probe on a worker route went from ~650 req/s to 0 req/s for
+ * ~10 s per big response. Probes run closed-loop on keep-alive connections, counted second by
+ * second, against a worker route (/ping) and against the primary's /livez, while a client keeps
+ * two 40,000-record responses in flight: naive res.json() vs streamJson().
+ */
+export const probeSuite: Suite = {
+  name: 'probe',
+  title: 'S0: probe requests per second while big responses are served',
+  estimateS: { tiny: 12, quick: 30, full: 70 },
+  async run(ctx: Context) {
+    const p = ctx.profile;
+    const seconds = p === 'tiny' ? 2 : p === 'quick' ? 6 : 15;
+    const clients = p === 'tiny' ? 5000 : 40_000;
+    const workers = p === 'full' ? [1, 2] : [1];
+    const rows: Row[] = [];
+    for (const w of workers) {
+      for (const mode of ['naive', 'stream'] as const) {
+        ctx.progress(`${w} worker(s), ${mode}, ${seconds}s`);
+        const d = await startDrover({ args: ['--workers', String(w), '--worker-timeout', '60s', '--shed-loop-delay', '0ms'] });
+        try {
+          const until = performance.now() + seconds * 1000;
+          const started = performance.now();
+          const big = Promise.all([0, 1].map(() => bigLoop(d.url(`/clients?count=${clients}&mode=${mode}`), until)));
+          const [worker, primary] = await Promise.all([probeLoop(d.url('/ping'), started, until), probeLoop(d.controlUrl('/livez'), started, until)]);
+          const bigDone = await big;
+          for (const [target, r] of [['worker /ping', worker], ['primary /livez', primary]] as const) {
+            const perSecond = r.perSecond.slice(0, seconds);
+            rows.push({
+              config: { workers: w, mode, target },
+              values: {
+                perSecond: perSecond.join(' '),
+                worstSecond: Math.min(...perSecond),
+                bestSecond: Math.max(...perSecond),
+                failedProbes: r.failed,
+                bigResponses: bigDone.reduce((a, b) => a + b, 0),
+              },
+            });
+          }
+        } catch (err) {
+          rows.push({ config: { workers: w, mode }, values: {}, failed: String(err) });
+        } finally {
+          await d.stop();
+        }
+      }
+    }
+    const worst = (mode: string, target: string) => rows.find((r) => r.config.workers === 1 && r.config.mode === mode && r.config.target === target)?.values.worstSecond as number | undefined;
+    const derived: Record<string, number> = {};
+    for (const target of ['worker /ping', 'primary /livez']) {
+      const n = worst('naive', target);
+      const s = worst('stream', target);
+      if (n !== undefined) derived[`worst second, ${target}, naive`] = n;
+      if (s !== undefined) derived[`worst second, ${target}, stream`] = s;
+    }
+    return { settings: { seconds, probeConnections: 2, bigLoops: 2, bigPayload: `/clients?count=${clients}`, workers }, rows, derived };
+  },
+};
+
+/** Two keep-alive connections probing back to back; answers counted per elapsed second. */
+async function probeLoop(url: string, started: number, until: number): Promise<{ perSecond: number[]; failed: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  const perSecond: number[] = [];
+  let failed = 0;
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const req = http.get(url, { agent, timeout: 15_000 }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          const s = Math.floor((performance.now() - started) / 1000);
+          if (res.statusCode === 200) perSecond[s] = (perSecond[s] ?? 0) + 1;
+          else failed++;
+          resolve();
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('probe timeout')));
+      req.on('error', () => {
+        failed++;
+        resolve();
+      });
+    });
+  await Promise.all([0, 1].map(async () => {
+    while (performance.now() < until) await one();
+  }));
+  agent.destroy();
+  const seconds = Math.ceil((until - started) / 1000);
+  return { perSecond: Array.from({ length: seconds }, (_, i) => perSecond[i] ?? 0), failed };
+}
+
+/** Fetches big responses back to back on new connections until `until`; returns how many completed. */
+async function bigLoop(url: string, until: number): Promise<number> {
+  let done = 0;
+  while (performance.now() < until) {
+    await new Promise<void>((resolve) => {
+      http.get(url, { agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (res.statusCode === 200) done++;
+          resolve();
+        });
+      }).on('error', () => resolve());
+    });
+  }
+  return done;
+}
