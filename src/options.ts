@@ -27,6 +27,8 @@ export interface DroverOptions {
   controlHost: string;
   /** Bearer token that enables mutating control actions (POST /reload). Unset = disabled. @defaultValue undefined */
   controlToken: string | undefined;
+  /** Require the control token on GET /metrics too (Prometheus then needs `authorization` in its scrape config). Probes stay open. @defaultValue 'off' */
+  metricsAuth: 'on' | 'off';
   /** How the primary hands connections to workers. @defaultValue 'least-busy' */
   dispatch: DispatchMode;
   /** A worker whose last heartbeat is older than this gets no new connection (least-busy). @defaultValue 60 ms */
@@ -71,6 +73,18 @@ export interface DroverOptions {
   shedExempt: string[];
   /** Requests served on one keep-alive connection before it is closed (clients then reconnect and may land elsewhere); 0 = no cap. @defaultValue 0 */
   maxRequestsPerSocket: number;
+  /** Recycle a worker (replacement first, then drain) whose RSS exceeds this many MiB; 0 = off. @defaultValue 0 */
+  maxMemoryMb: number;
+  /** Recycle a worker after this many requests; 0 = off. @defaultValue 0 */
+  maxRequests: number;
+  /** Each worker's request limit is --max-requests plus a random 0..jitter, so workers started together do not recycle together. @defaultValue 0 */
+  maxRequestsJitter: number;
+  /** Time a client has to send complete request headers (slowloris defence). @defaultValue 10 s */
+  headersTimeoutMs: number;
+  /** Time a client has to send a whole request, body included. @defaultValue 60 s */
+  requestTimeoutMs: number;
+  /** Idle time after which a keep-alive connection is closed. @defaultValue 5 s */
+  keepAliveTimeoutMs: number;
   /** Per-worker V8 old-space limit in MiB (`--max-old-space-size`); unset = Node's default. @defaultValue undefined */
   maxHeapMb: number | undefined;
   /** Run workers with `--enable-source-maps`, so error stacks in logs point at TypeScript lines. @defaultValue 'on' */
@@ -89,6 +103,7 @@ export const defaults: Omit<DroverOptions, 'workers' | 'workersSource' | 'worker
   controlPort: 3030,
   controlHost: '127.0.0.1',
   controlToken: undefined,
+  metricsAuth: 'off',
   dispatch: 'least-busy',
   dispatchFreshnessMs: 60,
   heartbeatIntervalMs: 20,
@@ -106,6 +121,12 @@ export const defaults: Omit<DroverOptions, 'workers' | 'workersSource' | 'worker
   metricsTimeoutMs: 500,
   requestMetrics: 'on',
   maxHeapMb: undefined,
+  maxMemoryMb: 0,
+  maxRequests: 0,
+  maxRequestsJitter: 0,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
   shedLoopDelayMs: 500,
   shedUtilization: 1,
   shedHeapMb: 0,
@@ -136,6 +157,7 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'controlPort', flag: 'control-port', kind: 'port', help: 'control plane port: /livez /readyz /status (default 3030)' },
   { key: 'controlHost', flag: 'control-host', kind: 'string', help: "control plane bind address (default '127.0.0.1')" },
   { key: 'controlToken', flag: 'control-token', kind: 'string', help: 'bearer token enabling POST /reload (default: disabled)' },
+  { key: 'metricsAuth', flag: 'metrics-auth', kind: { oneOf: ['on', 'off'] }, help: 'require the control token on GET /metrics: on | off (default off)' },
   { key: 'dispatch', flag: 'dispatch', kind: { oneOf: ['least-busy', 'round-robin'] }, help: 'connection dispatch: least-busy | round-robin (default least-busy)' },
   { key: 'dispatchFreshnessMs', flag: 'dispatch-freshness', kind: 'duration', min: 1, help: 'skip workers whose heartbeat is older (default 60ms)' },
   { key: 'heartbeatIntervalMs', flag: 'heartbeat-interval', kind: 'duration', min: 5, help: 'worker heartbeat interval (default 20ms)' },
@@ -158,6 +180,12 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'shedRssMb', flag: 'shed-rss', kind: 'int', min: 0, help: 'shed when RSS exceeds this many MiB; 0 = off (default 0)' },
   { key: 'shedExempt', flag: 'shed-exempt', kind: 'list', help: 'comma-separated path prefixes never shed (default none)' },
   { key: 'maxRequestsPerSocket', flag: 'max-requests-per-socket', kind: 'int', min: 0, help: 'requests per keep-alive connection, then close; 0 = no cap (default 0)' },
+  { key: 'maxMemoryMb', flag: 'max-memory', kind: 'int', min: 0, help: 'recycle a worker whose RSS exceeds this many MiB; 0 = off (default 0)' },
+  { key: 'maxRequests', flag: 'max-requests', kind: 'int', min: 0, help: 'recycle a worker after this many requests; 0 = off (default 0)' },
+  { key: 'maxRequestsJitter', flag: 'max-requests-jitter', kind: 'int', min: 0, help: 'random 0..N added to each worker\'s --max-requests (default 0)' },
+  { key: 'headersTimeoutMs', flag: 'headers-timeout', kind: 'duration', min: 100, help: 'time to send complete request headers (default 10s)' },
+  { key: 'requestTimeoutMs', flag: 'request-timeout', kind: 'duration', min: 100, help: 'time to send a whole request (default 60s)' },
+  { key: 'keepAliveTimeoutMs', flag: 'keep-alive-timeout', kind: 'duration', min: 0, help: 'idle keep-alive connection timeout (default 5s)' },
   { key: 'maxHeapMb', flag: 'max-heap', kind: 'int', min: 16, help: 'per-worker V8 heap limit in MiB (default: Node\'s)' },
   { key: 'sourceMaps', flag: 'source-maps', kind: { oneOf: ['on', 'off'] }, help: 'workers run with --enable-source-maps: on | off (default on)' },
   { key: 'logLevel', flag: 'log-level', kind: { oneOf: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, help: "log level (default 'info')" },
@@ -260,6 +288,12 @@ export function resolveOptions(
       `--heartbeat-interval (${o.heartbeatIntervalMs}ms) must be at most half of --dispatch-freshness (${o.dispatchFreshnessMs}ms), or every worker looks stale between beats.`,
       ExitCode.USAGE,
     );
+  }
+  if (o.headersTimeoutMs > o.requestTimeoutMs) {
+    throw new DroverError('DROVER_ERR_OPTION', `--headers-timeout (${o.headersTimeoutMs}ms) must not exceed --request-timeout (${o.requestTimeoutMs}ms).`, ExitCode.USAGE);
+  }
+  if (o.metricsAuth === 'on' && !o.controlToken) {
+    throw new DroverError('DROVER_ERR_OPTION', '--metrics-auth on needs --control-token (the token Prometheus must send).', ExitCode.USAGE);
   }
   if (o.workerTimeoutMs <= o.dispatchFreshnessMs) {
     throw new DroverError(

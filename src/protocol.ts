@@ -165,6 +165,10 @@ export interface WorkerConfig {
   /** Load-shedding thresholds (0 / 1 = off), see options. */
   shed: { loopDelayMs: number; utilization: number; heapBytes: number; rssBytes: number; exempt: string[] };
   maxRequestsPerSocket: number;
+  /** http.Server timeouts (ms). */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
 }
 
 export const WORKER_CONFIG_ENV = 'DROVER_WORKER';

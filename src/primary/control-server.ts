@@ -87,6 +87,8 @@ export class ControlServer {
   private readonly server: http.Server;
   private readonly startedAt = performance.now();
   appPort = 0;
+  /** Requests refused for a missing or wrong token (drover_control_unauthorized_total). */
+  unauthorized = 0;
 
   constructor(
     private readonly sup: Supervisor,
@@ -94,6 +96,7 @@ export class ControlServer {
     private readonly token: string | undefined,
     private readonly log: Logger,
     private readonly scrape: () => Promise<{ contentType: string; body: string }>,
+    private readonly metricsAuth = false,
   ) {
     this.server = http.createServer((req, res) => this.handle(req, res));
     // Probes must not be starved by idle connections piling up.
@@ -161,6 +164,7 @@ export class ControlServer {
       case 'GET /status':
         return json(res, 200, this.status());
       case 'GET /metrics':
+        if (this.metricsAuth && !this.authorized(req, res)) return;
         return void this.scrape().then(
           (m) => {
             res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
@@ -178,16 +182,22 @@ export class ControlServer {
     }
   }
 
+  /** Checks the bearer token (constant time); answers 401 and counts the attempt if wrong. */
+  private authorized(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    const given = Buffer.from((req.headers.authorization ?? '').replace(/^Bearer\s+/i, ''));
+    const want = Buffer.from(this.token ?? '');
+    if (this.token && given.length === want.length && timingSafeEqual(given, want)) return true;
+    this.unauthorized++;
+    this.log.warn({ remote: req.socket.remoteAddress, route: `${req.method} ${req.url}` }, 'control request with a wrong or missing token');
+    json(res, 401, { error: 'wrong or missing bearer token' });
+    return false;
+  }
+
   private reload(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (!this.token) {
       return json(res, 403, { error: 'reload over HTTP is disabled; start drover with --control-token (or send SIGHUP)' });
     }
-    const given = Buffer.from((req.headers.authorization ?? '').replace(/^Bearer\s+/i, ''));
-    const want = Buffer.from(this.token);
-    if (given.length !== want.length || !timingSafeEqual(given, want)) {
-      this.log.warn({ remote: req.socket.remoteAddress }, 'control request with a wrong token');
-      return json(res, 401, { error: 'wrong or missing bearer token' });
-    }
+    if (!this.authorized(req, res)) return;
     const r = this.sup.requestReload('http');
     json(res, r.accepted ? 202 : 409, r.accepted ? { status: 'reload started', generation: this.sup.generation } : { error: r.reason });
   }

@@ -6,7 +6,7 @@ import type { Supervisor } from './supervisor';
 import type { WorkerHandle } from './worker-handle';
 
 const PHASES = ['booting', 'listening', 'draining', 'stalling'] as const;
-const RESTART_REASONS = ['crash', 'stalled', 'boot-timeout', 'app-error', 'reload', 'recycle'] as const;
+const RESTART_REASONS = ['crash', 'stalled', 'boot-timeout', 'app-error', 'reload', 'recycle', 'memory', 'max-requests'] as const;
 
 /**
  * The worker that speaks for a slot in per-worker series. A replacement overlaps the worker it
@@ -94,11 +94,11 @@ export class PrimaryMetrics {
         this.set(sup.generation);
       },
     });
-    mirrored('drover_worker_restarts_total', 'Workers that exited and were replaced, by reason (crash, stalled, boot-timeout, app-error, reload, recycle).', ['reason'],
+    mirrored('drover_worker_restarts_total', 'Workers that exited and were replaced, by reason (crash, stalled, boot-timeout, app-error, reload, recycle, memory, max-requests).', ['reason'],
       () => RESTART_REASONS.map((reason) => [{ reason }, sup.exits[reason]]));
     mirrored('drover_reloads_total', 'Rolling reloads, by result (completed, aborted).', ['result'],
       () => [[{ result: 'completed' }, sup.reloads.completed], [{ result: 'aborted' }, sup.reloads.aborted]]);
-    mirrored('drover_worker_drains_total', 'Worker drains started, by reason (reload, recycle, shutdown).', ['reason'],
+    mirrored('drover_worker_drains_total', 'Worker drains started, by reason (reload, recycle, memory, max-requests, shutdown).', ['reason'],
       () => Object.entries(sup.drains).map(([reason, n]) => [{ reason }, n]));
 
     perWorker('drover_worker_heartbeat_age_seconds', 'Time since the worker last reported; beyond --worker-timeout it is stalled.', (h, now) => h.beatAge(now) / 1000);
@@ -145,6 +145,8 @@ export class PrimaryMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1, 10], registers: r,
     });
 
+    const unauthorized = () => this.unauthorized();
+    mirrored('drover_control_unauthorized_total', 'Control-plane requests refused for a wrong or missing bearer token.', [], () => [[{}, unauthorized()]]);
     this.collectTimeouts = new promClient.Counter({
       name: 'drover_metrics_collect_timeouts_total', help: 'Snapshots requested from a worker that did not answer before the scrape deadline, by worker slot.',
       labelNames: ['worker'], registers: r,
@@ -153,6 +155,13 @@ export class PrimaryMetrics {
       name: 'drover_metrics_scrape_duration_seconds', help: 'Time the primary spent answering GET /metrics (collect + aggregate + render).',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: r,
     });
+  }
+
+  private unauthorized: () => number = () => 0;
+
+  /** Where drover_control_unauthorized_total reads its count (the control server, created later). */
+  countUnauthorized(read: () => number): void {
+    this.unauthorized = read;
   }
 
   /** Records the outcome of one collection, before the registry is rendered. */

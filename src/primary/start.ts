@@ -42,7 +42,8 @@ export async function startPrimary(opts: DroverOptions): Promise<void> {
   supervisor = sup;
   const scraper = createScraper(sup, dispatcher, VERSION);
   onHandoff = (s) => scraper.metrics.dispatchWait.observe(s);
-  const control = new ControlServer(sup, dispatcher, opts.controlToken, log, scraper.scrape);
+  const control = new ControlServer(sup, dispatcher, opts.controlToken, log, scraper.scrape, opts.metricsAuth === 'on');
+  scraper.metrics.countUnauthorized(() => control.unauthorized);
 
   const fail = (what: string, err: unknown): never => {
     const e = err as NodeJS.ErrnoException;

@@ -6,6 +6,7 @@ import type { Logger } from '../log';
 import type { DroverOptions } from '../options';
 import { PROTOCOL_VERSION, WORKER_CONFIG_ENV, isWorkerMessage, type WorkerConfig, type WorkerToPrimary } from '../protocol';
 import { respawnDelay } from './backoff';
+import { pickRecycle } from './recycle';
 import { RollingReload } from './reload';
 import type { Dispatcher } from './dispatcher';
 import { logStall } from './stall-report';
@@ -39,10 +40,10 @@ export class Supervisor extends EventEmitter {
   readonly slots: SlotState[];
   /** Worker exits by reason since start (crash, stalled, reload, ...). */
   readonly exits: Record<ExitReason, number> = {
-    crash: 0, stalled: 0, 'boot-timeout': 0, 'app-error': 0, reload: 0, shutdown: 0, recycle: 0,
+    crash: 0, stalled: 0, 'boot-timeout': 0, 'app-error': 0, reload: 0, shutdown: 0, recycle: 0, memory: 0, 'max-requests': 0,
   };
   /** Drains started, by reason. */
-  readonly drains: Record<string, number> = { reload: 0, recycle: 0, shutdown: 0 };
+  readonly drains: Record<string, number> = { reload: 0, recycle: 0, memory: 0, 'max-requests': 0, shutdown: 0 };
   readonly reloads: RollingReload;
   private bootFailures = 0;
   private exitCode: number = ExitCode.OK;
@@ -136,6 +137,11 @@ export class Supervisor extends EventEmitter {
       }
     }
     this.reloads.step(this.handles);
+    const recycle = pickRecycle(this.handles, { maxRssBytes: this.opts.maxMemoryMb * 2 ** 20 }, this.reloads.active);
+    if (recycle) {
+      this.log.info({ worker: recycle.h.slot, workerPid: recycle.h.pid, reason: recycle.reason, ...recycle.detail }, 'recycling worker');
+      recycle.h.retiring = recycle.reason;
+    }
     for (let slot = 0; slot < this.slots.length; slot++) {
       const s = this.slots[slot]!;
       const covered = this.handles.some(
@@ -164,7 +170,7 @@ export class Supervisor extends EventEmitter {
    */
   private replacementFailed(h: WorkerHandle, why: string): void {
     if (!this.handles.some((x) => x !== h && x.slot === h.slot && x.retiring)) return;
-    for (const x of this.handles) if (x.slot === h.slot && x.retiring === 'recycle') x.retiring = undefined;
+    for (const x of this.handles) if (x.slot === h.slot && x.retiring && x.retiring !== 'reload') x.retiring = undefined;
     this.reloads.abort(this.handles, why);
   }
 
@@ -189,9 +195,13 @@ export class Supervisor extends EventEmitter {
         exempt: this.opts.shedExempt,
       },
       maxRequestsPerSocket: this.opts.maxRequestsPerSocket,
+      headersTimeoutMs: this.opts.headersTimeoutMs,
+      requestTimeoutMs: this.opts.requestTimeoutMs,
+      keepAliveTimeoutMs: this.opts.keepAliveTimeoutMs,
     };
     const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(config) });
     const h = new WorkerHandle(worker, slot, this.generation, now);
+    if (this.opts.maxRequests > 0) h.requestLimit = this.opts.maxRequests + Math.floor(Math.random() * (this.opts.maxRequestsJitter + 1));
     this.handles.push(h);
     worker.on('message', (msg: unknown) => {
       if (isWorkerMessage(msg)) this.onMessage(h, msg);

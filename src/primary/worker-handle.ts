@@ -8,7 +8,7 @@ import type { HeartbeatMsg } from '../protocol';
 export type WorkerPhase = 'booting' | 'listening' | 'draining' | 'stalling' | 'stopped';
 
 /** Why a worker left, for logs, restart decisions and (later) the restarts metric. */
-export type ExitReason = 'crash' | 'stalled' | 'boot-timeout' | 'app-error' | 'reload' | 'shutdown' | 'recycle';
+export type ExitReason = 'crash' | 'stalled' | 'boot-timeout' | 'app-error' | 'reload' | 'shutdown' | 'recycle' | 'memory' | 'max-requests';
 
 /** The primary's view of one worker process (cf. Puma's worker_handle.rb). */
 export class WorkerHandle {
@@ -26,7 +26,9 @@ export class WorkerHandle {
   /** Sockets sent and not yet acknowledged, by dispatch id. */
   readonly unacked = new Set<number>();
   /** Set when the worker is to be replaced: it serves until its successor listens, then drains. */
-  retiring: 'reload' | 'recycle' | undefined;
+  retiring: 'reload' | 'recycle' | 'memory' | 'max-requests' | undefined;
+  /** Requests after which the worker is recycled (--max-requests plus its jitter), if set. */
+  requestLimit: number | undefined;
   /** When the worker reported a SIGTERM/SIGINT of its own (someone wants it gone). */
   signalledAt: number | undefined;
   /** Why we stopped it, if we did; an exit without one is a crash. */

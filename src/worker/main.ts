@@ -189,7 +189,14 @@ async function main(): Promise<void> {
   metrics.addAppRegistry(cfg.app);
 
   const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
-  const server = http.createServer();
+  // Timeouts are checked every second (node's default is every 30 s, which lets a slowloris
+  // connection live up to 30 s past --headers-timeout).
+  const server = http.createServer({
+    headersTimeout: cfg.headersTimeoutMs,
+    requestTimeout: cfg.requestTimeoutMs,
+    keepAliveTimeout: cfg.keepAliveTimeoutMs,
+    connectionsCheckingInterval: 1000,
+  });
   server.maxRequestsPerSocket = cfg.maxRequestsPerSocket;
   const c = new Connections(server);
   conns = c;

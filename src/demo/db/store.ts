@@ -1,0 +1,110 @@
+/**
+ * The storage behind the S2 `/items` routes: one small interface, two implementations (embedded
+ * SQLite shared by every worker through one file, or PostgreSQL when DATABASE_URL is set). The
+ * router knows only this interface, so the same behaviour tests run against both.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { HttpError } from '../../toolkit/http-error';
+
+/** An item as stored and as answered to clients. */
+export interface Item {
+  id: number;
+  name: string;
+  price: number;
+  tags: string[];
+  /** ISO 8601, UTC. */
+  created_at: string;
+}
+
+/** What a client may send to create an item (already validated). */
+export interface NewItem {
+  name: string;
+  price: number;
+  tags: string[];
+}
+
+/**
+ * One worker's handle on the item table. Every method may reject with a `StoreUnavailableError`
+ * (503 `DB_UNAVAILABLE`) when the database cannot be reached; anything else is a bug (500).
+ */
+export interface ItemStore {
+  /** Which backend this is, for logs and tests. */
+  readonly kind: 'sqlite' | 'postgres';
+  /** Newest first (highest id first: ids grow with insertion order), at most `limit` items. */
+  list(limit: number): Promise<Item[]>;
+  /** The item, or undefined when there is none with that id. */
+  get(id: number): Promise<Item | undefined>;
+  /** Inserts and returns the item with its id and creation time. */
+  create(input: NewItem): Promise<Item>;
+  /** True when an item was deleted, false when there was none. */
+  remove(id: number): Promise<boolean>;
+  /** Releases the connection(s); the store is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+/**
+ * Largest id a client can ask for: the PostgreSQL column is a 32-bit `integer`, and a bigger
+ * number in a query would be a type error (500) rather than the 404 it really is.
+ */
+export const MAX_ID = 2_147_483_647;
+
+/** Items inserted into an empty table, so that reads have data from the first request. */
+export const SEED_COUNT = 1000;
+
+/** The seed rows: deterministic, so every backend and every run start from the same data. */
+export function seedItems(count = SEED_COUNT): NewItem[] {
+  return Array.from({ length: count }, (_, i) => ({
+    name: `seed item ${i + 1}`,
+    price: ((i * 37) % 10_000) / 100,
+    tags: ['seed', `group-${i % 10}`],
+  }));
+}
+
+/** Backend choice and its settings, read from the environment once per store opened. */
+export type StoreConfig =
+  | { kind: 'postgres'; url: string; poolSize: number }
+  | { kind: 'sqlite'; path: string };
+
+/** Default connections per worker: 5 × N workers stays under PostgreSQL's default 100. */
+export const DEFAULT_PG_POOL = 5;
+
+/**
+ * `DATABASE_URL` set → PostgreSQL with a pool of `DEMO_PG_POOL` (default 5) per worker; otherwise
+ * SQLite at `DEMO_SQLITE_PATH` (default `drover-demo.sqlite` in the OS temp dir). Throws a
+ * full-sentence error for a bad pool size: a typo should not silently become the default.
+ */
+export function storeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): StoreConfig {
+  const url = env.DATABASE_URL?.trim();
+  if (url) {
+    const raw = env.DEMO_PG_POOL?.trim() || String(DEFAULT_PG_POOL);
+    if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 100) {
+      throw new Error(`DEMO_PG_POOL must be a whole number from 1 to 100, got ${JSON.stringify(raw)}.`);
+    }
+    return { kind: 'postgres', url, poolSize: Number(raw) };
+  }
+  return { kind: 'sqlite', path: env.DEMO_SQLITE_PATH?.trim() || path.join(os.tmpdir(), 'drover-demo.sqlite') };
+}
+
+/**
+ * Opens the configured store, schema and seed included. The backends are loaded on demand so that
+ * a SQLite deployment never loads `pg` and the reverse.
+ */
+export async function openStore(config: StoreConfig): Promise<ItemStore> {
+  if (config.kind === 'postgres') {
+    const { openPostgresStore } = await import('./postgres.js');
+    return openPostgresStore(config.url, config.poolSize);
+  }
+  const { openSqliteStore } = await import('./sqlite.js');
+  return openSqliteStore(config.path);
+}
+
+/**
+ * The client-facing error for "the database cannot answer right now", keeping the cause for the
+ * server's own log. The cause's text never reaches the client.
+ */
+export class StoreUnavailableError extends HttpError {
+  constructor(readonly reason: string) {
+    super(503, 'DB_UNAVAILABLE', 'the database is unavailable; retry later');
+  }
+}
