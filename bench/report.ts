@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { workersChart } from './chart';
 import type { Row, SuiteResult } from './lib/suite';
 
 /** What each suite shows, in the order the report lists them. Prose only: numbers come from results. */
@@ -23,6 +24,15 @@ const GUIDE: Record<string, string> = {
     'back) while a client keeps two 40,000-record responses in flight, naive `res.json()` vs `streamJson()`. Probes go ' +
     'to a worker route (`/ping`, what the report\'s liveness probe hit) and to the primary\'s `/livez` (what drover\'s ' +
     'Kubernetes manifests probe). The worst second is the number a liveness probe with a short timeout would see.',
+  io:
+    'Scenario S1: a handler calls an upstream that answers after 1000 ms, many users on one worker. `blocking` does ' +
+    'the call synchronously on the event loop (the report\'s failing case), `async` uses non-blocking HTTP, `offload` ' +
+    'runs the same blocking call on the thread pool. Shown like the report: requests, failures (a user gives up after ' +
+    '10 s), req/s, median.',
+  crud:
+    'Scenario S2: many users on `/items`, 75 % reads, 20 % writes, 5 % deletes, as workers are added; embedded SQLite ' +
+    '(one file shared by all workers, WAL) and PostgreSQL when installed. 404s from reads and deletes of already-deleted ' +
+    'items are expected and not counted as errors.',
   peers:
     'What drover\'s primary costs per request: the same demo app and the same `/ping` load under drover (least-busy and ' +
     'round-robin), a bare `node:cluster` primary that only forks, and pm2 cluster mode, alternated round by round in one ' +
@@ -42,7 +52,8 @@ const LABELS: Record<string, string> = {
   smallP99: 'p99', smallMax: 'max', closedLoopP95: 'closed-loop p95', baselineP95: 'no-load p95', baselineMax: 'no-load max',
   largeCount: 'large n', largeMedian: 'large median', largeP95: 'large p95', largeMax: 'large max',
   neverCompleted: 'never completed', peer: 'peer', client: 'client', big: 'big work', target: 'probe target',
-  perSecond: 'answers per second', worstSecond: 'worst second', bestSecond: 'best second', failedProbes: 'failed probes', bigResponses: 'big responses',
+  perSecond: 'answers per second', worstSecond: 'worst second', bestSecond: 'best second', failedProbes: 'failed probes', bigResponses: 'big responses', mode: 'mode', users: 'users', failures: 'failures',
+  failurePercent: 'failure %', failureKinds: 'failure kinds', medianMs: 'median ms', meanMs: 'mean ms', backend: 'backend',
 };
 
 function cell(v: unknown): string {
@@ -68,7 +79,7 @@ function table(rows: Row[]): string {
   return lines.join('\n');
 }
 
-function section(r: SuiteResult): string {
+function section(r: SuiteResult, chart?: string): string {
   const m = r.machine;
   const groups = new Map<string, Row[]>();
   for (const row of r.rows) {
@@ -83,6 +94,7 @@ function section(r: SuiteResult): string {
     `Run: ${m.date}, profile \`${r.profile}\`, ${m.cores} cores (${m.cpuModel}), Node ${m.node}, ` +
       `load average ${m.loadAvg1m} at the end. Settings: \`${JSON.stringify(r.settings)}\`.`,
     '',
+    ...(chart ? [`![${r.title}](${chart})`, ''] : []),
   ];
   for (const [measure, rows] of groups) {
     if (measure) parts.push(`**${measure}**`, '');
@@ -96,13 +108,21 @@ function section(r: SuiteResult): string {
   return parts.join('\n');
 }
 
-export function writeReport(resultsDir: string, outFile: string): string {
+export async function writeReport(resultsDir: string, outFile: string): Promise<string> {
   const results = fs
     .readdirSync(resultsDir)
     .filter((f) => f.endsWith('.json'))
     .map((f) => JSON.parse(fs.readFileSync(path.join(resultsDir, f), 'utf8')) as SuiteResult);
   const order = Object.keys(GUIDE);
   results.sort((a, b) => order.indexOf(a.suite) - order.indexOf(b.suite));
+  // The headline chart, as an SVG file beside the report.
+  let chart: string | undefined;
+  const workers = results.find((r) => r.suite === 'workers');
+  if (workers) {
+    chart = 'benchmarks-workers.svg';
+    fs.mkdirSync(path.dirname(outFile), { recursive: true });
+    fs.writeFileSync(path.join(path.dirname(outFile), chart), await workersChart(workers));
+  }
   const doc = [
     '# drover benchmarks',
     '',
@@ -116,7 +136,7 @@ export function writeReport(resultsDir: string, outFile: string): string {
     '',
     ...order.map((s) => `- **${s}**: ${GUIDE[s]}`),
     '',
-    ...results.map(section),
+    ...results.map((r) => section(r, r.suite === 'workers' ? chart : undefined)),
   ].join('\n');
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
   fs.writeFileSync(outFile, doc);
@@ -125,6 +145,5 @@ export function writeReport(resultsDir: string, outFile: string): string {
 
 if (require.main === module) {
   const root = path.resolve(__dirname, '..', '..');
-  const out = writeReport(path.join(root, 'bench', 'results'), path.join(root, 'docs', 'benchmarks.md'));
-  process.stdout.write(`wrote ${out}\n`);
+  void writeReport(path.join(root, 'bench', 'results'), path.join(root, 'docs', 'benchmarks.md')).then((out) => process.stdout.write(`wrote ${out}\n`));
 }

@@ -76,7 +76,7 @@ async function main(): Promise<number> {
     process.stdout.write(`  done in ${Math.round((Date.now() - started) / 1000)}s: ${JSON.stringify(result.derived)}\n`);
   }
   if (!values['no-report']) {
-    const file = writeReport(outDir, path.join(ROOT, 'docs', 'benchmarks.md'));
+    const file = await writeReport(outDir, path.join(ROOT, 'docs', 'benchmarks.md'));
     process.stdout.write(`report: ${path.relative(ROOT, file)}\n`);
   }
   if (failures) process.stdout.write(`${failures} configuration(s) failed\n`);

@@ -1,9 +1,11 @@
 import type { Suite } from '../lib/suite';
+import { crudSuite } from './crud';
+import { ioSuite } from './io';
 import { metricsSuite } from './metrics';
 import { peersSuite } from './peers';
 import { probeSuite } from './probe';
 import { workersSuite } from './workers';
 
 /** Every suite, in report order. */
-export const SUITES: Suite[] = [workersSuite, probeSuite, peersSuite, metricsSuite];
+export const SUITES: Suite[] = [workersSuite, probeSuite, ioSuite, crudSuite, peersSuite, metricsSuite];
 export const SUITES_NAMES = SUITES.map((s) => s.name);

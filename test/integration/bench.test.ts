@@ -21,7 +21,8 @@ describe('the benchmark still works (tiny profile; real numbers come from npm ru
       assert.ok(result.rows.length > 0);
       assert.deepEqual(result.rows.filter((row) => row.failed), []);
     }
-    const md = writeReport(out, path.join(out, 'benchmarks.md'));
+    const md = await writeReport(out, path.join(out, 'benchmarks.md'));
+    assert.match(fs.readFileSync(path.join(out, 'benchmarks-workers.svg'), 'utf8'), /^<svg[\s\S]*<\/svg>$/);
     const text = fs.readFileSync(md, 'utf8');
     for (const name of SUITES_NAMES) assert.match(text, new RegExp(`\\*\\*${name}\\*\\*`));
     fs.rmSync(out, { recursive: true, force: true });

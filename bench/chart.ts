@@ -1,0 +1,37 @@
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import type { SuiteResult } from './lib/suite';
+
+/** One line per client kind × handler × dispatch, from the workers suite's rows. */
+function series(r: SuiteResult): { workers: number; p95: number; series: string }[] {
+  const out: { workers: number; p95: number; series: string }[] = [];
+  for (const row of r.rows) {
+    if (row.failed) continue;
+    const c = row.config;
+    const big = c.big === 's3' ? 'S3 ingest' : 'S0 clients';
+    const handler = c.mode === 'naive' ? 'naive' : c.mode === 'stream' ? 'streamJson' : 'offload';
+    const name = c.client === 'new-connection' ? `new connection, ${c.dispatch}, ${big} ${handler}` : `keep-alive, ${big} ${handler}`;
+    out.push({ workers: c.workers as number, p95: row.values.smallP95 as number, series: name });
+  }
+  return out;
+}
+
+/** The headline chart as SVG: small-request p95 (log scale) against the worker count. */
+export async function workersChart(r: SuiteResult): Promise<string> {
+  const spec = vl.compile({
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: { text: 'Small-request p95 while big work is served', subtitle: `${r.machine.cores} cores, Node ${r.machine.node}, profile ${r.profile}, ${r.machine.date.slice(0, 10)}` },
+    width: 520,
+    height: 320,
+    data: { values: series(r) },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'workers', type: 'ordinal', title: 'workers' },
+      y: { field: 'p95', type: 'quantitative', scale: { type: 'log' }, title: 'p95 of /ping, ms (log scale)' },
+      color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'right', columns: 1, labelLimit: 400 } },
+    },
+    config: { background: 'white' },
+  } as vl.TopLevelSpec).spec;
+  const view = new vega.View(vega.parse(spec), { renderer: 'none' });
+  return view.toSVG();
+}
