@@ -10,3 +10,4 @@ export { readRawBody, type RawBodyOptions } from './toolkit/body';
 export { parseJsonBody, jsonDepth, DEFAULT_MAX_DEPTH } from './toolkit/json-parse';
 export { offload, offloadPool, parseJsonOffloaded, transferable, closePools, type PoolOptions } from './toolkit/offload';
 export { HttpError, sendError } from './toolkit/http-error';
+export { taskError, asTaskError, type TaskError } from './toolkit/offload-tasks';

@@ -1,8 +1,7 @@
 /** Thread-pool task of the S3 demo: parse (with drover's strict checks) and build the records off the loop. */
 import { performance } from 'node:perf_hooks';
-import { HttpError } from '../toolkit/http-error';
 import { parseJsonBody } from '../toolkit/json-parse';
-import type { TaskError } from '../toolkit/offload-tasks';
+import { asTaskError, type TaskError } from '../toolkit/offload-tasks';
 import { buildRecords, summarize, type IngestSummary } from './s3';
 
 export function ingest(arg: { buffer: ArrayBuffer }): { summary: IngestSummary; parseMs: number; validateMs: number } | TaskError {
@@ -13,7 +12,6 @@ export function ingest(arg: { buffer: ArrayBuffer }): { summary: IngestSummary; 
     const summary = summarize(buildRecords(body));
     return { summary, parseMs: t1 - t0, validateMs: performance.now() - t1 };
   } catch (err) {
-    if (err instanceof HttpError) return { droverTaskError: { status: err.status, code: err.code, message: err.message } };
-    throw err;
+    return asTaskError(err);
   }
 }

@@ -10,6 +10,7 @@
  * Errors are returned as plain objects, not thrown: an Error crossing the thread boundary loses
  * its fields, and drover's `offload()` turns `droverTaskError` results into HttpErrors.
  */
+import { taskError, type TaskError } from '../toolkit/offload-tasks';
 import { execFileSync } from 'node:child_process';
 
 /** What the call needs: the full upstream URL and the deadline for the whole exchange. */
@@ -24,10 +25,8 @@ export interface BlockingCallOk {
   upstreamMs: number;
 }
 
-/** Same shape as drover's TaskError (src/toolkit/offload-tasks.ts), so `offload()` maps it. */
-export interface BlockingCallError {
-  droverTaskError: { status: number; code: string; message: string };
-}
+/** drover's TaskError: `offload()` turns it into an HttpError. */
+export type BlockingCallError = TaskError;
 
 // Exit codes of the child script: the only channel that survives execFileSync besides stdout.
 const EXIT_UNREACHABLE = 2;
@@ -69,10 +68,6 @@ function childEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
   return env;
-}
-
-function taskError(status: number, code: string, message: string): BlockingCallError {
-  return { droverTaskError: { status, code, message } };
 }
 
 /**

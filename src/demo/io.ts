@@ -93,7 +93,10 @@ function waitParam(req: Request): number {
   return Number(raw);
 }
 
-/** Express 5 forwards rejections to the default handler (HTML, stack in dev): answer JSON here. */
+/**
+ * Errors answered here, as JSON, so these routes do not depend on whatever error handler the
+ * app mounting them has (Express's default one answers HTML with a stack in development).
+ */
 function route(fn: (req: Request, res: Response) => Promise<void>) {
   return async (req: Request, res: Response): Promise<void> => {
     try {

@@ -10,8 +10,14 @@ export interface TaskError {
   droverTaskError: { status: number; code: string; message: string };
 }
 
-function asTaskError(err: unknown): TaskError {
-  if (err instanceof HttpError) return { droverTaskError: { status: err.status, code: err.code, message: err.message } };
+/** A client error to return from a task: `offload()` rejects with the matching HttpError. */
+export function taskError(status: number, code: string, message: string): TaskError {
+  return { droverTaskError: { status, code, message } };
+}
+
+/** Turns an HttpError thrown inside a task into a returnable TaskError; rethrows anything else. */
+export function asTaskError(err: unknown): TaskError {
+  if (err instanceof HttpError) return taskError(err.status, err.code, err.message);
   throw err;
 }
 

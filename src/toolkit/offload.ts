@@ -6,14 +6,18 @@
  *   const value = await parseJsonOffloaded(bodyBytes);          // parse + depth/UTF-8 checks
  *   const out = await offload('myTask', arg, { filename })      // your own task file
  */
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Piscina } from 'piscina';
+import { detectCpuLimit } from '../cpus';
 import { HttpError } from './http-error';
 import type { TaskError } from './offload-tasks';
 
 export interface PoolOptions {
-  /** Threads per worker process. Workers × threads should not exceed the cores by much. @defaultValue max(1, cores / 2), or DROVER_OFFLOAD_THREADS */
+  /**
+   * Threads of this pool. For CPU work, workers × threads should not exceed the cores by much;
+   * for blocking IO (a synchronous SDK) more threads are fine. Each task file has its own pool.
+   * @defaultValue max(1, CPUs / 2) (cgroup-aware), or DROVER_OFFLOAD_THREADS
+   */
   maxThreads?: number;
   /** Tasks queued beyond the busy threads before `offload` rejects with 503. @defaultValue 1000 */
   maxQueue?: number;
@@ -24,30 +28,40 @@ const pools = new Map<string, Piscina>();
 
 function defaultThreads(): number {
   const env = Number(process.env.DROVER_OFFLOAD_THREADS);
-  return Number.isInteger(env) && env > 0 ? env : Math.max(1, Math.floor(os.availableParallelism() / 2));
+  return Number.isInteger(env) && env > 0 ? env : Math.max(1, Math.floor(detectCpuLimit().count / 2));
 }
 
-/** The pool for a task file (drover's built-in tasks by default), created once per process. */
+/**
+ * The pool for a task file (drover's built-in tasks by default), created once per process on
+ * first use. Options apply when the pool is created: pass them on the first call (or call this
+ * at start-up); a later call with different options gets the existing pool.
+ */
 export function offloadPool(filename = BUILTIN_TASKS, o: PoolOptions = {}): Piscina {
-  let pool = pools.get(filename);
+  const key = path.resolve(filename);
+  let pool = pools.get(key);
   if (!pool) {
     const maxThreads = o.maxThreads ?? defaultThreads();
-    pool = new Piscina({ filename, minThreads: 1, maxThreads, maxQueue: o.maxQueue ?? 1000, idleTimeout: 30_000 });
-    pools.set(filename, pool);
+    pool = new Piscina({ filename: key, minThreads: 1, maxThreads, maxQueue: o.maxQueue ?? 1000, idleTimeout: 30_000 });
+    pools.set(key, pool);
   }
   return pool;
 }
 
 /** Runs the named export of the task file on the pool. Built-in task errors come back as HttpErrors. */
-export async function offload<T>(name: string, arg: unknown, o: { filename?: string; transferList?: ArrayBuffer[] } = {}): Promise<T> {
-  const pool = offloadPool(o.filename);
+export async function offload<T>(
+  name: string,
+  arg: unknown,
+  o: { filename?: string; pool?: PoolOptions; transferList?: ArrayBuffer[]; signal?: AbortSignal } = {},
+): Promise<T> {
+  const pool = offloadPool(o.filename, o.pool);
+  const full = () => new HttpError(503, 'OFFLOAD_QUEUE_FULL', 'the thread pool queue is full; retry shortly');
+  if (pool.threads.length >= pool.options.maxThreads && pool.queueSize >= (pool.options.maxQueue as number)) throw full();
   let result: T | TaskError;
   try {
-    result = (await pool.run(arg, { name, transferList: o.transferList as never })) as T | TaskError;
+    result = (await pool.run(arg, { name, transferList: o.transferList as never, signal: o.signal })) as T | TaskError;
   } catch (err) {
-    if ((err as Error).message?.includes('Task queue is at limit')) {
-      throw new HttpError(503, 'OFFLOAD_QUEUE_FULL', 'the thread pool queue is full; retry shortly');
-    }
+    // piscina has no error code for this; the check above normally answers first.
+    if ((err as Error).message?.includes('Task queue is at limit')) throw full();
     throw err;
   }
   if (result && typeof result === 'object' && 'droverTaskError' in result) {

@@ -82,12 +82,20 @@ async function runShutdownHook(budgetMs: number): Promise<void> {
   }
 }
 
+/** Thread pools the app created through drover's toolkit end with the worker (if any exist). */
+async function closeOffloadPools(): Promise<void> {
+  const loaded = require.cache[require.resolve('../toolkit/offload')];
+  if (!loaded) return;
+  await (loaded.exports as typeof import('../toolkit/offload')).closePools().catch((err: unknown) => log.warn({ err }, 'closing thread pools failed'));
+}
+
 async function drain(timeoutMs: number, idleGraceMs: number): Promise<void> {
   if (!conns || conns.state === 'draining' || conns.state === 'stopped') return;
   const started = Date.now();
   log.info({ timeoutMs, inFlight: conns.counters().inFlight }, 'draining');
   const forced = await conns.drain(timeoutMs, idleGraceMs);
   await runShutdownHook(Math.max(0, timeoutMs - (Date.now() - started)));
+  await closeOffloadPools();
   heartbeat?.stop();
   clearTimeout(metricsTimer);
   // The last snapshot is what the primary retires into the totals: send it after the last request.
