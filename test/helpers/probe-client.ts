@@ -8,7 +8,7 @@
 const [durationArg, ...urls] = process.argv.slice(2);
 const until = Date.now() + Number(durationArg);
 
-interface Tally {
+export interface Tally {
   count: number;
   statuses: Record<string, number>;
   maxMs: number;

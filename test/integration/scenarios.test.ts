@@ -6,13 +6,7 @@ import { makeIngestBody } from '../../src/demo/s3';
 import { ROOT, run, startDrover, type Drover } from '../helpers/drover';
 import { getJson } from '../helpers/load';
 
-interface Tally {
-  count: number;
-  statuses: Record<string, number>;
-  maxMs: number;
-  errors: number;
-  samples: number[];
-}
+import type { Tally } from '../helpers/probe-client';
 
 const PROBE = path.join(ROOT, 'dist', 'test', 'helpers', 'probe-client.js');
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
