@@ -7,7 +7,7 @@ import { HttpError, sendError } from '../toolkit/http-error';
 import { streamJson } from '../toolkit/json-stream';
 import { createIngestRouter } from './ingest';
 import { createIoRouter } from './io';
-import { createItemsRouter } from './items';
+import { closeItemsStore, createItemsRouter } from './items';
 import { buildClients, clientsLazy } from './s0';
 
 const MAX_MS = 600_000;
@@ -107,3 +107,8 @@ function toHttpError(err: unknown): HttpError {
 }
 
 export default createDemoApp;
+
+/** Awaited by drover during drain, after the worker's last request: closes the SQLite file / PostgreSQL pool. */
+export async function shutdown(): Promise<void> {
+  await closeItemsStore();
+}

@@ -5,8 +5,6 @@
  * is compared on.
  */
 import Database from 'better-sqlite3';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { StoreUnavailableError, seedItems, type Item, type ItemStore, type NewItem } from './store';
 
 /**
@@ -16,20 +14,22 @@ import { StoreUnavailableError, seedItems, type Item, type ItemStore, type NewIt
  */
 const BUSY_TIMEOUT_MS = 2000;
 
-/** Error codes meaning "the file cannot be used right now", answered 503; others are bugs (500). */
+/** Error codes meaning "the file cannot be used", answered 503; others are bugs (500). */
 const UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|CANTOPEN|IOERR|FULL|READONLY|NOTADB|CORRUPT|PROTOCOL|PERM|AUTH)/;
 
-function guard<T>(fn: () => T): T {
+function guard<T>(file: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
     const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && UNAVAILABLE.test(code)) throw new StoreUnavailableError(`${code}: ${(err as Error).message}`);
+    if (typeof code === 'string' && UNAVAILABLE.test(code)) throw new StoreUnavailableError(`${code} on ${file}: ${(err as Error).message}`);
+    // better-sqlite3's own check, without a code: the directory went away after start-up.
+    if (err instanceof TypeError && /directory does not exist/.test(err.message)) throw new StoreUnavailableError(`${file}: ${err.message}`);
     throw err;
   }
 }
 
-/** Blocks for `ms`: only used while opening, when nothing else can run on this store yet. */
+/** Blocks this worker for `ms`: only in the rare open race below, bounded by the busy timeout. */
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
@@ -68,8 +68,9 @@ const toItem = (r: Row): Item => ({ id: r.id, name: r.name, price: r.price, tags
  * which takes the write lock first, so the second worker sees a seeded table and skips the seed.
  */
 export async function openSqliteStore(file: string): Promise<ItemStore> {
-  const db = guard(() => {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+  // The directory must exist: creating it here would hide a mistyped path (and Node 20's
+  // recursive mkdir spins forever on some paths, e.g. under /proc).
+  const db = guard(file, () => {
     const d = new Database(file, { timeout: BUSY_TIMEOUT_MS });
     try {
       d.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
@@ -107,18 +108,18 @@ export async function openSqliteStore(file: string): Promise<ItemStore> {
 
   return {
     kind: 'sqlite',
-    list: async (limit) => guard(() => listStmt.all(limit).map(toItem)),
-    get: async (id) => guard(() => {
+    list: async (limit) => guard(file, () => listStmt.all(limit).map(toItem)),
+    get: async (id) => guard(file, () => {
       const row = getStmt.get(id);
       return row && toItem(row);
     }),
     create: async (input: NewItem) =>
-      guard(() => {
+      guard(file, () => {
         const created_at = new Date().toISOString();
         const { lastInsertRowid } = insertStmt.run(input.name, input.price, JSON.stringify(input.tags), created_at);
         return { id: Number(lastInsertRowid), name: input.name, price: input.price, tags: [...input.tags], created_at };
       }),
-    remove: async (id) => guard(() => deleteStmt.run(id).changes > 0),
+    remove: async (id) => guard(file, () => deleteStmt.run(id).changes > 0),
     close: async () => {
       if (db.open) db.close();
     },

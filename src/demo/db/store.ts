@@ -3,6 +3,7 @@
  * SQLite shared by every worker through one file, or PostgreSQL when DATABASE_URL is set). The
  * router knows only this interface, so the same behaviour tests run against both.
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HttpError } from '../../toolkit/http-error';
@@ -71,8 +72,9 @@ export const DEFAULT_PG_POOL = 5;
 
 /**
  * `DATABASE_URL` set → PostgreSQL with a pool of `DEMO_PG_POOL` (default 5) per worker; otherwise
- * SQLite at `DEMO_SQLITE_PATH` (default `drover-demo.sqlite` in the OS temp dir). Throws a
- * full-sentence error for a bad pool size: a typo should not silently become the default.
+ * SQLite at `DEMO_SQLITE_PATH` (default `drover-demo.sqlite` in the OS temp dir; its directory
+ * must exist). Throws a full-sentence error for a bad pool size or a missing directory: a typo
+ * should neither silently become the default nor turn into a 503 on every request.
  */
 export function storeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): StoreConfig {
   const url = env.DATABASE_URL?.trim();
@@ -83,7 +85,13 @@ export function storeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): StoreC
     }
     return { kind: 'postgres', url, poolSize: Number(raw) };
   }
-  return { kind: 'sqlite', path: env.DEMO_SQLITE_PATH?.trim() || path.join(os.tmpdir(), 'drover-demo.sqlite') };
+  const file = path.resolve(env.DEMO_SQLITE_PATH?.trim() || path.join(os.tmpdir(), 'drover-demo.sqlite'));
+  // Checked here, once, so a mistyped path stops the app from loading with this sentence rather
+  // than answering 503 to every request.
+  if (!fs.statSync(path.dirname(file), { throwIfNoEntry: false })?.isDirectory()) {
+    throw new Error(`DEMO_SQLITE_PATH is ${JSON.stringify(file)}, but its directory does not exist; create it first.`);
+  }
+  return { kind: 'sqlite', path: file };
 }
 
 /**

@@ -5,10 +5,15 @@
 import { HttpError } from '../../toolkit/http-error';
 import { MAX_ID, type NewItem } from './store';
 
+/** Longest item name, in characters. */
 export const NAME_MAX = 200;
+/** Most tags on one item. */
 export const TAGS_MAX = 10;
+/** Longest tag, in characters. */
 export const TAG_MAX = 50;
+/** Items per page of `GET /items` when `limit` is not given. */
 export const LIMIT_DEFAULT = 20;
+/** Largest page: a bigger one would make a list request the slow request of S2. */
 export const LIMIT_MAX = 100;
 
 const FIELDS = new Set(['name', 'price', 'tags']);
