@@ -111,7 +111,8 @@ function section(r: SuiteResult, chart?: string): string {
 export async function writeReport(resultsDir: string, outFile: string): Promise<string> {
   const results = fs
     .readdirSync(resultsDir)
-    .filter((f) => f.endsWith('.json'))
+    // Only benchmark suites: other generated results (reliability.json) live in the same folder.
+    .filter((f) => f.endsWith('.json') && f.slice(0, -5) in GUIDE)
     .map((f) => JSON.parse(fs.readFileSync(path.join(resultsDir, f), 'utf8')) as SuiteResult);
   const order = Object.keys(GUIDE);
   results.sort((a, b) => order.indexOf(a.suite) - order.indexOf(b.suite));
