@@ -184,9 +184,10 @@ export class ControlServer {
 
   /** Checks the bearer token (constant time); answers 401 and counts the attempt if wrong. */
   private authorized(req: http.IncomingMessage, res: http.ServerResponse): boolean {
-    const given = Buffer.from((req.headers.authorization ?? '').replace(/^Bearer\s+/i, ''));
+    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    const given = Buffer.from(m?.[1] ?? '');
     const want = Buffer.from(this.token ?? '');
-    if (this.token && given.length === want.length && timingSafeEqual(given, want)) return true;
+    if (this.token && m && given.length === want.length && timingSafeEqual(given, want)) return true;
     this.unauthorized++;
     this.log.warn({ remote: req.socket.remoteAddress, route: `${req.method} ${req.url}` }, 'control request with a wrong or missing token');
     json(res, 401, { error: 'wrong or missing bearer token' });

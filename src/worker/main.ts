@@ -137,6 +137,9 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 // The primary went away without draining us (SIGKILL): finish what is in flight, briefly, then go.
+// Node's cluster worker setup registers its own 'disconnect' listener that calls process.exit(0)
+// at once, dropping in-flight requests; drover's handler replaces it.
+process.removeAllListeners('disconnect');
 process.on('disconnect', () => {
   if (conns?.state === 'listening') {
     log.warn('primary disconnected; draining and exiting');
@@ -160,6 +163,23 @@ function protocolVersion(): number {
     }
   }
   return PROTOCOL_VERSION;
+}
+
+/** More headers than any real client sends; beyond it a request is a 431. */
+const MAX_HEADERS = 500;
+
+/** The status line for a request node's parser or timers refused. */
+function clientErrorStatus(code: string | undefined): string {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return '431 Request Header Fields Too Large';
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return '408 Request Timeout';
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return '413 Payload Too Large';
+    default:
+      return '400 Bad Request';
+  }
 }
 
 async function main(): Promise<void> {
@@ -208,17 +228,21 @@ async function main(): Promise<void> {
   server.maxRequestsPerSocket = cfg.maxRequestsPerSocket;
   const c = new Connections(server);
   conns = c;
+  server.maxHeadersCount = MAX_HEADERS;
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     c.track(req, res);
+    // node silently drops headers past maxHeadersCount; a request that reached it is refused.
+    if (req.rawHeaders.length >= MAX_HEADERS * 2) return void res.writeHead(431, { connection: 'close', 'content-length': 0 }).end();
     if (cfg.requestMetrics) metrics.track(req, res);
     if (gate?.shed(req, res)) return;
     app(req, res);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    // Malformed requests get a plain 400 (431 for oversized headers) and never reach the app.
-    if (!socket.writable) return socket.destroy();
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    // Malformed or too-slow requests get a bare status and never reach the app. As node's own
+    // handler: answer only if the socket is writable and no response has started on it.
+    const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
+    if (!socket.writable || started) return socket.destroy();
+    socket.end(`HTTP/1.1 ${clientErrorStatus(err.code)}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   });
 
   // The server listens on a private loopback port (exclusive: not shared through the cluster):

@@ -85,15 +85,25 @@ function capture(blockedMs: number): void {
 
 // A ref'd interval keeps this thread alive; the main thread unrefs the Worker object so the
 // thread never keeps the process alive by itself.
+/**
+ * A worker whose primary died drains for up to 1 s on its own (main thread, 'disconnect'); the
+ * thread kills it only if that does not happen: at once when its loop is stuck, else after this.
+ */
+const ORPHAN_GRACE_MS = 1500;
+let orphanedAt = 0;
+
 setInterval(() => {
+  const last = Atomics.load(beat, 0);
+  const blockedMs = last === 0n ? 0 : Date.now() - Number(last);
   if (process.ppid !== data.primaryPid) {
-    log(50, 'primary is gone; worker exits', { primaryPid: data.primaryPid });
-    process.kill(process.pid, 'SIGKILL');
+    orphanedAt ||= Date.now();
+    if (blockedMs > 1000 || Date.now() - orphanedAt > ORPHAN_GRACE_MS) {
+      log(50, 'primary is gone; worker exits', { primaryPid: data.primaryPid, blockedMs });
+      process.kill(process.pid, 'SIGKILL');
+    }
     return;
   }
-  const last = Atomics.load(beat, 0);
   if (last === 0n) return; // the loop has not beaten yet (still booting)
-  const blockedMs = Date.now() - Number(last);
   if (blockedMs >= data.captureAfterMs && capturedForBeat !== last) {
     capturedForBeat = last;
     capture(blockedMs);

@@ -1,0 +1,132 @@
+/**
+ * The shape every reliability scenario returns: a plain object the runner writes to
+ * bench/results/reliability.json, the report renders into docs/reliability.md, and
+ * test/integration/reliability.test.ts asserts check by check.
+ */
+
+export type Profile = 'quick' | 'standard';
+
+export interface ScenarioOptions {
+  /** quick: short phases (the integration test, `npm run reliability -- --quick`); standard: longer. */
+  profile: Profile;
+  /** Length of the soak's loaded phase. */
+  soakSeconds: number;
+  /** Progress line for the operator. */
+  progress(msg: string): void;
+}
+
+/** One bound or expectation of a case. `knownBug` marks a check that fails because of a drover bug. */
+export interface Check {
+  name: string;
+  ok: boolean;
+  /** What was measured, as shown in the report. */
+  value?: string | number;
+  /** The bound it was held to. */
+  limit?: string | number;
+  /** Set when this check is expected to fail until a known drover bug is fixed (the test marks it todo). */
+  knownBug?: string;
+}
+
+export interface LoadFigures {
+  /** Requests per second the client aimed at. */
+  targetPerSec: number;
+  /** Requests per second actually completed while the case ran. */
+  reqPerSec: number;
+  requests: number;
+  failed: number;
+  /** Failures by status or error code. */
+  errors: Record<string, number>;
+  /** Lanes by kind (keep-alive, new connection, fetch). */
+  lanes?: Record<string, number>;
+  /** Figures per phase of the case (before / during / after the fault), latency from due time. */
+  phases?: { name: string; ok: number; failed: number; reqPerSec: number; medianMs: number; p99Ms: number; maxMs: number }[];
+}
+
+/** One row of the hostile-input table. */
+export interface InputRow {
+  input: string;
+  expected: string;
+  got: string;
+  ms: number;
+  /** The worker pids were the same before and after. */
+  workersAlive: boolean;
+  /** A /ping sent at the same moment got its 200. */
+  pingOk: boolean;
+  /** No stack trace, internal path or x-powered-by in the answer. */
+  clean: boolean;
+  ok: boolean;
+  knownBug?: string;
+  note?: string;
+}
+
+export interface CaseResult {
+  id: string;
+  /** What the row of the report says. */
+  case: string;
+  group: 'fault' | 'input' | 'control' | 'soak';
+  load: LoadFigures | null;
+  /** What was injected, in words ("1 × SIGKILL of a worker"). */
+  faults: string;
+  /** Failed requests of the load (null where the case has no such notion). */
+  failed: number | null;
+  /** The most failures the case allows (null: not bounded, see notes). */
+  bound: number | null;
+  /** Fault → recovered (replacement listening, upstream back, ...), ms. */
+  recoveryMs: number | null;
+  /** The goal the recovery is reported against, where the issue states one. */
+  recoveryGoalMs?: number;
+  /** Number of bad inputs tried (input cases). */
+  inputs?: number;
+  rows?: InputRow[];
+  details: Record<string, unknown>;
+  checks: Check[];
+  notes: string[];
+  pass: boolean;
+  /** Set when the scenario itself threw. */
+  error?: string;
+  durationS: number;
+}
+
+export interface Scenario {
+  id: string;
+  title: string;
+  group: CaseResult['group'];
+  /** Rough duration per profile (seconds), for progress lines and test timeouts. */
+  estimateS(o: Pick<ScenarioOptions, 'profile' | 'soakSeconds'>): number;
+  run(o: ScenarioOptions): Promise<CaseResult>;
+}
+
+/** Collects checks and notes while a scenario runs, then builds its result. */
+export class CaseBuilder {
+  readonly checks: Check[] = [];
+  readonly notes: string[] = [];
+  private readonly started = Date.now();
+
+  constructor(
+    readonly id: string,
+    readonly title: string,
+    readonly group: CaseResult['group'],
+  ) {}
+
+  check(name: string, ok: boolean, value?: string | number, limit?: string | number, knownBug?: string): boolean {
+    this.checks.push({ name, ok, ...(value !== undefined ? { value } : {}), ...(limit !== undefined ? { limit } : {}), ...(knownBug ? { knownBug } : {}) });
+    return ok;
+  }
+
+  note(text: string): void {
+    this.notes.push(text);
+  }
+
+  done(r: Omit<CaseResult, 'id' | 'case' | 'group' | 'checks' | 'notes' | 'pass' | 'durationS'>): CaseResult {
+    return {
+      id: this.id,
+      case: this.title,
+      group: this.group,
+      ...r,
+      checks: this.checks,
+      notes: this.notes,
+      pass: this.checks.every((c) => c.ok || c.knownBug !== undefined),
+      durationS: Math.round((Date.now() - this.started) / 100) / 10,
+    };
+  }
+}
