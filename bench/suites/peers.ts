@@ -13,12 +13,13 @@ type Client = 'keep-alive' | 'new-connection';
 export const peersSuite: Suite = {
   name: 'peers',
   title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
-  estimateS: { tiny: 50, quick: 120, full: 300 },
+  estimateS: { tiny: 50, quick: 150, full: 300 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const workers = 2;
     const durationS = p === 'tiny' ? 1 : p === 'quick' ? 5 : 10;
-    const rounds = p === 'full' ? 3 : p === 'quick' ? 2 : 1;
+    // Shared machine: rounds alternate every peer, and ratios are medians over the rounds.
+    const rounds = p === 'full' ? 5 : p === 'quick' ? 3 : 1;
     const connections = 10;
     const rows: Row[] = [];
     const rps: Record<string, number[]> = {};
@@ -50,12 +51,13 @@ export const peersSuite: Suite = {
         }
       }
     }
-    const mean = (xs: number[] | undefined) => (xs?.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
     const derived: Record<string, number> = {};
     for (const client of ['keep-alive', 'new-connection'] as Client[]) {
-      const base = mean(rps[`drover least-busy|${client}`]);
+      const base = rps[`drover least-busy|${client}`] ?? [];
       for (const peer of PEERS.filter((x) => x !== 'drover least-busy') as PeerKind[]) {
-        derived[`${client} req/s ${peer} / drover least-busy`] = Math.round((mean(rps[`${peer}|${client}`]) / base) * 100) / 100;
+        // Median of the per-round ratios: each round ran every peer back to back.
+        const ratios = (rps[`${peer}|${client}`] ?? []).map((v, i) => v / (base[i] ?? NaN)).sort((a, b) => a - b);
+        derived[`${client} req/s ${peer} / drover least-busy`] = Math.round((ratios[Math.floor(ratios.length / 2)] ?? NaN) * 100) / 100;
       }
     }
     return { settings: { workers, durationSeconds: durationS, rounds, connections, route: '/ping' }, rows, derived };

@@ -228,6 +228,7 @@ async function main(): Promise<void> {
   server.maxRequestsPerSocket = cfg.maxRequestsPerSocket;
   const c = new Connections(server);
   conns = c;
+  metrics.inFlightNow = () => c.counters().inFlight;
   server.maxHeadersCount = MAX_HEADERS;
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     c.track(req, res);

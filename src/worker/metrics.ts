@@ -79,11 +79,18 @@ export class WorkerMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  /** Read at scrape time from the worker's own count: no per-request gauge updates. */
   private readonly inFlight = new promClient.Gauge({
     name: 'http_requests_in_flight',
     help: 'HTTP requests being handled right now.',
     registers: [this.registry],
+    collect: () => {
+      this.inFlight.set(this.inFlightNow());
+    },
   });
+
+  /** Set by the worker once its connection tracking exists. */
+  inFlightNow: () => number = () => 0;
 
   constructor(private readonly warn: (msg: string, extra: object) => void) {
     promClient.collectDefaultMetrics({ register: this.registry });
@@ -127,9 +134,7 @@ export class WorkerMetrics {
   /** Called for every request before the app sees it. */
   track(req: http.IncomingMessage, res: http.ServerResponse): void {
     const start = performance.now();
-    this.inFlight.inc();
     res.once('close', () => {
-      this.inFlight.dec();
       const method = METHODS.has(req.method ?? '') ? req.method! : 'OTHER';
       const status = res.writableFinished ? String(res.statusCode) : '499';
       const c = this.childrenFor(method, this.routeOf(req), status);
