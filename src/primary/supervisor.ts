@@ -4,12 +4,13 @@ import { performance } from 'node:perf_hooks';
 import { ExitCode } from '../errors';
 import type { Logger } from '../log';
 import type { DroverOptions } from '../options';
-import { PROTOCOL_VERSION, WORKER_CONFIG_ENV, isWorkerMessage, type WorkerConfig, type WorkerToPrimary } from '../protocol';
+import { PROTOCOL_VERSION, WORKER_CONFIG_ENV, isWorkerMessage, type WorkerToPrimary } from '../protocol';
 import { respawnDelay } from './backoff';
 import { pickRecycle } from './recycle';
 import { RollingReload } from './reload';
 import type { Dispatcher } from './dispatcher';
 import { logStall } from './stall-report';
+import { workerConfig } from './worker-config';
 import { WorkerHandle, type ExitReason } from './worker-handle';
 
 export type SupervisorPhase = 'starting' | 'running' | 'shutting-down' | 'stopped';
@@ -177,28 +178,7 @@ export class Supervisor extends EventEmitter {
   // ---- actions ------------------------------------------------------------------------
 
   private fork(slot: number, now: number): void {
-    const config: WorkerConfig = {
-      slot,
-      generation: this.generation,
-      app: this.opts.app,
-      heartbeatIntervalMs: this.opts.heartbeatIntervalMs,
-      stackCaptureAfterMs: Math.max(100, Math.floor(this.opts.workerTimeoutMs / 2)),
-      runtimeDir: this.runtimeDir,
-      logLevel: this.opts.logLevel,
-      metricsIntervalMs: this.opts.metricsIntervalMs,
-      requestMetrics: this.opts.requestMetrics === 'on',
-      shed: {
-        loopDelayMs: this.opts.shedLoopDelayMs,
-        utilization: this.opts.shedUtilization,
-        heapBytes: this.opts.shedHeapMb * 2 ** 20,
-        rssBytes: this.opts.shedRssMb * 2 ** 20,
-        exempt: this.opts.shedExempt,
-      },
-      maxRequestsPerSocket: this.opts.maxRequestsPerSocket,
-      headersTimeoutMs: this.opts.headersTimeoutMs,
-      requestTimeoutMs: this.opts.requestTimeoutMs,
-      keepAliveTimeoutMs: this.opts.keepAliveTimeoutMs,
-    };
+    const config = workerConfig(this.opts, slot, this.generation, this.runtimeDir);
     const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(config) });
     const h = new WorkerHandle(worker, slot, this.generation, now);
     if (this.opts.maxRequests > 0) h.requestLimit = this.opts.maxRequests + Math.floor(Math.random() * (this.opts.maxRequestsJitter + 1));

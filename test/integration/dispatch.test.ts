@@ -199,6 +199,12 @@ async function stopWithBlocked(d: Drover, blockedPids: number[]): Promise<void> 
 
 // ---- tests -----------------------------------------------------------------------------------
 
+/**
+ * These tests block workers on purpose; requests that waited behind a block would otherwise be
+ * shed (503) right after it by the load-shedding gate, which is not what they measure.
+ */
+const NO_SHEDDING = ['--shed-loop-delay', '0ms'];
+
 describe('least-busy dispatch', () => {
   const started: Drover[] = [];
   after(async () => {
@@ -207,7 +213,7 @@ describe('least-busy dispatch', () => {
 
   it('new connections avoid a worker whose loop is blocked (4 workers, 200 requests)', async (t) => {
     // --worker-timeout 30s: the watchdog must not replace the blocked worker during the test.
-    const d = await startDrover({ args: ['--workers', '4', '--worker-timeout', '30s'] });
+    const d = await startDrover({ args: ['--workers', '4', '--worker-timeout', '30s', ...NO_SHEDDING] });
     started.push(d);
     const blocked = await blockOne(d, 8000);
     let blockDone = false;
@@ -242,7 +248,7 @@ describe('least-busy dispatch', () => {
   });
 
   it('contrast: with --dispatch round-robin new connections do wait for the blocked worker', async (t) => {
-    const d = await startDrover({ args: ['--workers', '4', '--worker-timeout', '30s', '--dispatch', 'round-robin'] });
+    const d = await startDrover({ args: ['--workers', '4', '--worker-timeout', '30s', ...NO_SHEDDING, '--dispatch', 'round-robin'] });
     started.push(d);
     const blocked = await blockOne(d, 3000);
     const hits = await pool(20, 8, () => hit(d.url('/ping')));
@@ -263,7 +269,7 @@ describe('least-busy dispatch', () => {
   });
 
   it('when every worker is stale, the least stale one gets the connection (allStale)', async (t) => {
-    const d = await startDrover({ args: ['--workers', '2', '--worker-timeout', '30s'] });
+    const d = await startDrover({ args: ['--workers', '2', '--worker-timeout', '30s', ...NO_SHEDDING] });
     started.push(d);
     // A first, then B once A is stale (least-busy sends B's block to the only fresh worker).
     const a = await blockOne(d, 4000);
