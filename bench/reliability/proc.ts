@@ -3,7 +3,6 @@
  * a bounded poll, a least-squares slope. Linux only, like the rest of the test suite.
  */
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 
 /** Resident set size in bytes (VmRSS of /proc/<pid>/status). */
 export function rssBytes(pid: number): number {
@@ -32,17 +31,7 @@ export function gone(pid: number): boolean {
 
 export { listeners } from '../../test/helpers/sockets';
 
-/** A port that was free a moment ago (bind to 0, read it, close). */
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen({ port: 0, host }, () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../test/helpers/prometheus';
 
 /** Re-checks `cond` every `everyMs` until it holds, bounded; resolves with the wait in ms. */
 export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string, timeoutMs: number, everyMs = 10): Promise<number> {

@@ -21,9 +21,10 @@ export function prometheusSkipReason(): string | undefined {
   return msg;
 }
 
-export async function freePort(): Promise<number> {
+/** A port that was free a moment ago (bind to 0, read it, close). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => srv.listen(0, host, r));
   const port = (srv.address() as net.AddressInfo).port;
   await new Promise((r) => srv.close(r));
   return port;

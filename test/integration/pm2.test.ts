@@ -1,21 +1,13 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT, alive, run } from '../helpers/drover';
 import { getJson } from '../helpers/load';
+import { freePort } from '../helpers/prometheus';
 
 const PM2 = path.join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 interface Status {
   drover: { pid: number; generation: number; reloads: { completed: number } };
