@@ -229,12 +229,12 @@ async function main(): Promise<void> {
   const c = new Connections(server);
   conns = c;
   metrics.inFlightNow = () => c.counters().inFlight;
+  if (cfg.requestMetrics) c.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);
   server.maxHeadersCount = MAX_HEADERS;
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     c.track(req, res);
     // node silently drops headers past maxHeadersCount; a request that reached it is refused.
     if (req.rawHeaders.length >= MAX_HEADERS * 2) return void res.writeHead(431, { connection: 'close', 'content-length': 0 }).end();
-    if (cfg.requestMetrics) metrics.track(req, res);
     if (gate?.shed(req, res)) return;
     app(req, res);
   });
