@@ -41,7 +41,16 @@ const GUIDE: Record<string, string> = {
   metrics:
     'How long `GET /metrics` takes as workers are added (each worker holding ~2,000 series), and what the per-request ' +
     'RED metrics cost: `/ping` throughput of the same app with `--request-metrics on` and `off`, alternated in one run. ' +
-    'The goal is at most 5 % throughput overhead.',
+    'The goal is at most 5 % throughput overhead. Single runs here vary by tens of percent, so the throughput ratio ' +
+    'is the median over alternated rounds; the `cost` suite answers the same question in instructions.',
+  cost:
+    'The cost questions of the two suites above, answered in instructions rather than seconds: every server process ' +
+    '(primary and workers) runs under valgrind\'s callgrind, which counts the instructions it executes, repeatable to ' +
+    '~1 % on this shared machine where throughput runs of one configuration differ by ±30 %. After a JIT warm-up, ' +
+    'counted `/ping` requests are sent with keep-alive and with a new connection each; periodic work (heartbeats, ' +
+    'metrics snapshots, the pressure sensor) is measured while idle and subtracted, since callgrind\'s ~50x slowdown ' +
+    'would charge it to each request ~50x over; it is shown as instructions per second. Instructions are not time ' +
+    '(kernel work and cache misses are not counted): this is the CPU work drover adds in user space.',
 };
 
 const LABELS: Record<string, string> = {
@@ -53,6 +62,10 @@ const LABELS: Record<string, string> = {
   largeCount: 'large n', largeMedian: 'large median', largeP95: 'large p95', largeMax: 'large max',
   neverCompleted: 'never completed', peer: 'peer', client: 'client', big: 'big work', target: 'probe target',
   perSecond: 'answers per second', worstSecond: 'worst second', bestSecond: 'best second', failedProbes: 'failed probes', bigResponses: 'big responses', mode: 'mode', users: 'users', failures: 'failures',
+  server: 'server', workerInstrPerReq: 'worker instr / req', primaryInstrPerReq: 'primary instr / req',
+  totalInstrPerReq: 'all instr / req', workerInstrPerSecondIdle: 'worker instr / s (periodic)',
+  primaryInstrPerSecondIdle: 'primary instr / s (periodic)', wallSeconds: 'wall s (under callgrind)',
+  workerWindows: 'worker instr / req, each window',
   failurePercent: 'failure %', failureKinds: 'failure kinds', medianMs: 'median ms', meanMs: 'mean ms', backend: 'backend',
 };
 

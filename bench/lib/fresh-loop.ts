@@ -6,15 +6,18 @@ import type { ClosedLoopResult } from './closed-loop';
 /**
  * Closed loop with a new connection per request: `connections` loops, each opening a connection,
  * sending one request and waiting for the answer. autocannon cannot do this faithfully (its
- * reconnects drop responses from its counts), and it is what dispatch costs are about.
+ * reconnects drop responses from its counts), and it is what dispatch costs are about. With
+ * `amount`, stops after that many requests instead of after `durationS`.
  */
-export async function freshLoop(o: { url: string; connections: number; durationS: number }): Promise<ClosedLoopResult> {
+export async function freshLoop(o: { url: string; connections: number; durationS: number; amount?: number }): Promise<ClosedLoopResult> {
   const latency = newHistogram();
   let requests = 0;
   let errors = 0;
   let non2xx = 0;
   const started = performance.now();
   const until = started + o.durationS * 1000;
+  let sent = 0;
+  const more = () => (o.amount === undefined ? performance.now() < until : sent++ < o.amount);
   const one = () =>
     new Promise<void>((resolve) => {
       const t = performance.now();
@@ -34,7 +37,7 @@ export async function freshLoop(o: { url: string; connections: number; durationS
     });
   await Promise.all(
     Array.from({ length: o.connections }, async () => {
-      while (performance.now() < until) await one();
+      while (more()) await one();
     }),
   );
   const durationS = (performance.now() - started) / 1000;

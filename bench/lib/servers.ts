@@ -12,18 +12,32 @@ export const PEERS: PeerKind[] = ['drover least-busy', 'drover round-robin', 'no
 export interface Server {
   url(p: string): string;
   stop(): Promise<void>;
+  /** The supervising process (drover's primary, the bare cluster primary); absent for pm2. */
+  pid?: number;
+}
+
+/** How to run drover or the bare cluster: the cost suite runs them under callgrind. */
+export interface RunOptions {
+  exec?: string;
+  execArgv?: string[];
+  /** Extra drover flags. */
+  args?: string[];
+  timeoutMs?: number;
 }
 
 const PM2 = path.join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
 
 /** The same demo app under each supervisor, `workers` processes, on a free loopback port. */
-export async function startPeer(kind: PeerKind, workers: number): Promise<Server> {
+export async function startPeer(kind: PeerKind, workers: number, o: RunOptions = {}): Promise<Server> {
   if (kind === 'drover least-busy' || kind === 'drover round-robin') {
-    const d = await startDrover({ args: ['--workers', String(workers), '--dispatch', kind.split(' ')[1]!] });
-    return { url: (p) => d.url(p), stop: async () => void (await d.stop()) };
+    const d = await startDrover({
+      args: ['--workers', String(workers), '--dispatch', kind.split(' ')[1]!, ...(o.args ?? [])],
+      exec: o.exec, execArgv: o.execArgv, timeoutMs: o.timeoutMs,
+    });
+    return { url: (p) => d.url(p), stop: async () => void (await d.stop()), pid: d.pid };
   }
   if (kind === 'node:cluster') {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bench', 'peers', 'bare-cluster.js')], {
+    const child = spawn(o.exec ?? process.execPath, [...(o.execArgv ?? []), path.join(ROOT, 'bench', 'peers', 'bare-cluster.js')], {
       env: { ...process.env, WORKERS: String(workers), PORT: '0' },
       stdio: ['ignore', 'pipe', 'inherit'],
       detached: true,
@@ -40,6 +54,7 @@ export async function startPeer(kind: PeerKind, workers: number): Promise<Server
         }
       });
       child.once('exit', (code) => reject(new Error(`bare cluster exited ${code}`)));
+      if (o.timeoutMs) setTimeout(() => reject(new Error(`bare cluster not ready in ${o.timeoutMs} ms`)), o.timeoutMs).unref();
     });
     return {
       url: (p) => `http://127.0.0.1:${port}${p}`,
@@ -48,6 +63,7 @@ export async function startPeer(kind: PeerKind, workers: number): Promise<Server
         child.kill('SIGTERM');
         await exited;
       },
+      pid: child.pid,
     };
   }
   // pm2 cluster mode, with a private PM2_HOME so nothing leaks into the user's pm2.

@@ -1,4 +1,5 @@
 import type { Suite } from '../lib/suite';
+import { costSuite } from './cost';
 import { crudSuite } from './crud';
 import { ioSuite } from './io';
 import { metricsSuite } from './metrics';
@@ -7,5 +8,5 @@ import { probeSuite } from './probe';
 import { workersSuite } from './workers';
 
 /** Every suite, in report order. */
-export const SUITES: Suite[] = [workersSuite, probeSuite, ioSuite, crudSuite, peersSuite, metricsSuite];
+export const SUITES: Suite[] = [workersSuite, probeSuite, ioSuite, crudSuite, peersSuite, metricsSuite, costSuite];
 export const SUITES_NAMES = SUITES.map((s) => s.name);

@@ -161,6 +161,12 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Wait for 'drover ready' (all workers listening). Default true. */
   ready?: boolean;
+  /** Program that runs node (default: this node); benchmarks pass a callgrind wrapper. */
+  exec?: string;
+  /** Node options before drover's entry (e.g. `-r` a preload). */
+  execArgv?: string[];
+  /** How long to wait for listening and ready (default 10 s and 15 s). */
+  timeoutMs?: number;
 }
 
 const running = new Set<Drover>();
@@ -170,8 +176,8 @@ process.on('exit', () => {
 
 /** Start drover on free ports; resolves once it listens (and, by default, all workers are ready). */
 export async function startDrover(o: StartOptions = {}): Promise<Drover> {
-  const args = [BIN, 'start', ...(o.app ? [o.app] : []), '--port', '0', '--control-port', '0', '--host', '127.0.0.1', ...(o.args ?? [])];
-  const child = spawn(process.execPath, args, {
+  const args = [...(o.execArgv ?? []), BIN, 'start', ...(o.app ? [o.app] : []), '--port', '0', '--control-port', '0', '--host', '127.0.0.1', ...(o.args ?? [])];
+  const child = spawn(o.exec ?? process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -180,10 +186,10 @@ export async function startDrover(o: StartOptions = {}): Promise<Drover> {
   const d = new Drover(child);
   running.add(d);
   void d.exited.then(() => running.delete(d));
-  const listening = await d.waitForMsg('drover listening', 10_000);
+  const listening = await d.waitForMsg('drover listening', o.timeoutMs ?? 10_000);
   d.port = listening.port as number;
   d.controlPort = listening.controlPort as number;
-  if (o.ready !== false) await d.waitForMsg('drover ready', 15_000);
+  if (o.ready !== false) await d.waitForMsg('drover ready', o.timeoutMs ?? 15_000);
   return d;
 }
 

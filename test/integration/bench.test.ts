@@ -10,7 +10,7 @@ import { ROOT, run } from '../helpers/drover';
 describe('the benchmark still works (tiny profile; real numbers come from npm run bench)', () => {
   it('every suite runs, writes results with machine facts, and the report renders', async (t) => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'drover-bench-'));
-    const r = await run(process.execPath, [path.join(ROOT, 'dist', 'bench', 'run.js'), '--tiny', '--out', out, '--no-report'], { timeoutMs: 300_000 });
+    const r = await run(process.execPath, [path.join(ROOT, 'dist', 'bench', 'run.js'), '--tiny', '--out', out, '--no-report'], { timeoutMs: 480_000 });
     t.diagnostic(r.stdout.trim().split('\n').slice(-8).join('\n'));
     assert.equal(r.code, 0, r.stdout + r.stderr);
     for (const name of SUITES_NAMES) {

@@ -1,0 +1,185 @@
+import { callgrindMissing, descendants, startCallgrind, type Callgrind } from '../lib/callgrind';
+import { closedLoop } from '../lib/closed-loop';
+import { freshLoop } from '../lib/fresh-loop';
+import { startPeer, type PeerKind, type Server } from '../lib/servers';
+import type { Context, Row, Suite } from '../lib/suite';
+
+type Client = 'keep-alive' | 'new-connection';
+interface Config {
+  name: string;
+  peer: PeerKind;
+  args: string[];
+  /** Only measure the idle (periodic) work, at default intervals. */
+  periodicOnly?: boolean;
+}
+
+/**
+ * Under callgrind a worker is ~50x slower, so drover would see its own workers as stalled,
+ * stale or overloaded: these only move thresholds (the code paths per request stay the same).
+ */
+const UNDER_CALLGRIND = ['--boot-timeout', '300s', '--worker-timeout', '120s', '--dispatch-freshness', '5s', '--shed-loop-delay', '5s'];
+/**
+ * Periodic work runs per wall-clock second, and under callgrind a second holds ~50x fewer
+ * requests than natively: left at 50 heartbeats and 1 snapshot a second, it outweighs the
+ * requests and subtracting it dominates the result (first run: ±20 %, negative primary costs).
+ * Request rows stretch the periods; a separate row measures the periodic work at the defaults.
+ */
+const STRETCHED = ['--heartbeat-interval', '1s', '--metrics-interval', '60s'];
+
+const CONFIGS: Config[] = [
+  { name: 'node:cluster', peer: 'node:cluster', args: [] },
+  { name: 'drover', peer: 'drover least-busy', args: [] },
+  { name: 'drover, request metrics off', peer: 'drover least-busy', args: ['--request-metrics', 'off'] },
+  { name: 'drover round-robin', peer: 'drover round-robin', args: [] },
+  { name: 'drover, metrics and shedding off', peer: 'drover least-busy', args: ['--request-metrics', 'off', '--shed-loop-delay', '0ms'] },
+];
+const PERIODIC: Config = { name: 'drover, idle, default periods', peer: 'drover least-busy', args: [], periodicOnly: true };
+
+/**
+ * Issue 3's and 8's cost questions in instructions, which this shared machine can answer to ~1 %
+ * where its throughput runs cannot (±30 %): instructions per /ping request in the workers and in
+ * the primary, for drover and bare node:cluster, keep-alive and a new connection per request.
+ * Periodic work (heartbeats, metrics snapshots, the pressure sensor) runs per second, not per
+ * request; under callgrind it would be charged ~50x too much per request, so request rows run
+ * with stretched periods and subtract what remains (measured idle), and one row measures the
+ * periodic work at the default periods, in instructions per second.
+ */
+export const costSuite: Suite = {
+  name: 'cost',
+  title: 'Cost: instructions per /ping request under callgrind (drover vs bare node:cluster)',
+  estimateS: { tiny: 90, quick: 1200, full: 2400 },
+  async run(ctx: Context) {
+    const p = ctx.profile;
+    const missing = callgrindMissing();
+    if (missing) return { settings: {}, rows: [{ config: {}, values: {}, failed: missing }], derived: {} };
+    const configs = p === 'tiny' ? CONFIGS.filter((c) => c.name === 'drover') : [...(p === 'quick' ? CONFIGS.slice(0, 3) : CONFIGS), PERIODIC];
+    const workers = p === 'tiny' ? 1 : 2;
+    const warm = p === 'tiny' ? 100 : 3000;
+    const measured = p === 'tiny' ? 50 : 1000;
+    const idleS = p === 'tiny' ? 2 : 15;
+    const rounds = p === 'tiny' ? 1 : p === 'quick' ? 3 : 5;
+    const rows: Row[] = [];
+    const perReq = new Map<string, { worker: number; primary: number }>();
+    const cg = startCallgrind();
+    try {
+      for (const config of configs) {
+        ctx.progress(`${config.name}: starting ${workers} worker(s) under callgrind (slow)`);
+        let server: Server | undefined;
+        try {
+          const args = [...UNDER_CALLGRIND, ...(config.periodicOnly ? [] : STRETCHED), ...config.args];
+          server = await startPeer(config.peer, workers, { exec: cg.exec, execArgv: cg.execArgv, args, timeoutMs: 400_000 });
+          const primary = server.pid!;
+          const workerPids = descendants(primary);
+          if (workerPids.length !== workers) throw new Error(`expected ${workers} worker processes, found ${workerPids.length}`);
+          const all = [primary, ...workerPids];
+          if (config.periodicOnly) {
+            // One short request wave first, so the snapshot holds request series, as in service.
+            await closedLoop({ url: server.url('/ping'), connections: workers, durationS: 3600, amount: 100 });
+            ctx.progress(`${config.name}: ${idleS * 3}s idle`);
+            const idle = await countDuring(cg, all, () => new Promise((r) => setTimeout(r, idleS * 3000)));
+            const rate = (pid: number) => Math.round(idle.counts.get(pid)! / idle.seconds);
+            rows.push({
+              config: { server: config.name, client: 'none (idle)', workers },
+              values: {
+                workerInstrPerSecondIdle: Math.round(workerPids.reduce((a, w) => a + rate(w), 0) / workers),
+                primaryInstrPerSecondIdle: rate(primary),
+                wallSeconds: Math.round(idle.seconds * 10) / 10,
+              },
+            });
+            continue;
+          }
+          for (const client of ['keep-alive', 'new-connection'] as Client[]) {
+            const load = (amount: number) =>
+              client === 'keep-alive'
+                ? closedLoop({ url: server!.url('/ping'), connections: workers, durationS: 3600, amount })
+                : freshLoop({ url: server!.url('/ping'), connections: workers, durationS: 3600, amount });
+            const warmup = client === 'keep-alive' ? warm : Math.ceil(warm / 3); // the second client reuses the JIT's work
+            ctx.progress(`${config.name}, ${client}: ${warmup} warm-up requests, then ${measured} counted`);
+            await load(warmup);
+            // Counted in windows, each corrected by the idle rate; the median window is reported:
+            // a major GC lands in one window or another and would swing a single window by ~10 %.
+            const windows: { worker: number; primary: number; requests: number; errors: number; seconds: number }[] = [];
+            ctx.progress(`${config.name}, ${client}: ${idleS}s idle, for the periodic work`);
+            const idle = await countDuring(cg, all, () => new Promise((r) => setTimeout(r, idleS * 1000)));
+            const rate = (pid: number) => idle.counts.get(pid)! / idle.seconds;
+            for (let w = 0; w < rounds; w++) {
+              ctx.progress(`${config.name}, ${client}: window ${w + 1}/${rounds}, ${measured} counted requests`);
+              const c = await countDuring(cg, all, () => load(measured));
+              const per = (pid: number) => (c.counts.get(pid)! - rate(pid) * c.seconds) / c.result.requests;
+              windows.push({
+                worker: workerPids.reduce((a, pid) => a + per(pid), 0),
+                primary: per(primary),
+                requests: c.result.requests,
+                errors: c.result.errors + c.result.non2xx,
+                seconds: c.seconds,
+              });
+            }
+            const worker = median(windows.map((x) => x.worker));
+            const primaryPerReq = median(windows.map((x) => x.primary));
+            const errors = windows.reduce((a, x) => a + x.errors, 0);
+            perReq.set(`${config.name}|${client}`, { worker, primary: primaryPerReq });
+            rows.push({
+              config: { server: config.name, client, workers },
+              values: {
+                requests: windows.reduce((a, x) => a + x.requests, 0),
+                workerInstrPerReq: Math.round(worker),
+                primaryInstrPerReq: Math.round(primaryPerReq),
+                totalInstrPerReq: Math.round(worker + primaryPerReq),
+                workerWindows: windows.map((x) => Math.round(x.worker / 1000) + 'k').join(' '),
+                workerInstrPerSecondIdle: Math.round(workerPids.reduce((a, pid) => a + rate(pid), 0) / workers),
+                primaryInstrPerSecondIdle: Math.round(rate(primary)),
+                wallSeconds: Math.round(windows.reduce((a, x) => a + x.seconds, 0) * 10) / 10,
+              },
+              failed: errors > 0 ? `${errors} failed requests` : undefined,
+            });
+          }
+        } catch (err) {
+          rows.push({ config: { server: config.name }, values: {}, failed: (err as Error).message });
+        } finally {
+          await server?.stop();
+        }
+      }
+    } finally {
+      cg.close();
+    }
+    return {
+      settings: {
+        workers, warmupRequests: warm, countedRequestsPerWindow: measured, windows: rounds, idleSeconds: idleS, route: '/ping', connections: workers,
+        flagsUnderCallgrind: UNDER_CALLGRIND.join(' '), periodsStretchedInRequestRows: STRETCHED.join(' '),
+      },
+      rows,
+      derived: derive(perReq),
+    };
+  },
+};
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+async function countDuring<T>(cg: Callgrind, pids: number[], work: () => Promise<T>): Promise<{ result: T; counts: Map<number, number>; seconds: number }> {
+  await cg.zero(pids);
+  const started = performance.now();
+  const result = await work();
+  const counts = await cg.dump(pids);
+  return { result, counts, seconds: (performance.now() - started) / 1000 };
+}
+
+function derive(perReq: Map<string, { worker: number; primary: number }>): Record<string, number> {
+  const d: Record<string, number> = {};
+  const r = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? NaN : Math.round((a / b) * 1000) / 1000);
+  for (const client of ['keep-alive', 'new-connection'] as Client[]) {
+    const bare = perReq.get(`node:cluster|${client}`);
+    const drover = perReq.get(`drover|${client}`);
+    const off = perReq.get(`drover, request metrics off|${client}`);
+    if (bare && drover) {
+      d[`${client}: drover / node:cluster, all server instructions per request`] = r(drover.worker + drover.primary, bare.worker + bare.primary);
+      d[`${client}: drover / node:cluster, worker instructions per request`] = r(drover.worker, bare.worker);
+      // With keep-alive neither primary sees the requests: only a new connection has a primary cost.
+      if (client === 'new-connection') d[`${client}: drover / node:cluster, primary instructions per request`] = r(drover.primary, bare.primary);
+    }
+    if (drover && off) d[`${client}: request metrics on / off, worker instructions per request`] = r(drover.worker, off.worker);
+  }
+  return d;
+}
