@@ -65,7 +65,8 @@ const LABELS: Record<string, string> = {
   server: 'server', workerInstrPerReq: 'worker instr / req', primaryInstrPerReq: 'primary instr / req',
   totalInstrPerReq: 'all instr / req', workerInstrPerSecondIdle: 'worker instr / s (periodic)',
   primaryInstrPerSecondIdle: 'primary instr / s (periodic)', wallSeconds: 'wall s (under callgrind)',
-  workerWindows: 'worker instr / req, each window',
+  workerWindows: 'worker instr / req, each window', instrPerReq: 'instr / req', windows: 'instr / req, each window',
+  instrPerSecondIdle: 'instr / s (periodic)', path: 'request path',
   failurePercent: 'failure %', failureKinds: 'failure kinds', medianMs: 'median ms', meanMs: 'mean ms', backend: 'backend',
 };
 

@@ -1,6 +1,10 @@
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
 import { callgrindMissing, descendants, startCallgrind, type Callgrind } from '../lib/callgrind';
 import { closedLoop } from '../lib/closed-loop';
 import { freshLoop } from '../lib/fresh-loop';
+import { REQUEST_PATHS } from '../lib/request-path-server';
 import { startPeer, type PeerKind, type Server } from '../lib/servers';
 import type { Context, Row, Suite } from '../lib/suite';
 
@@ -60,8 +64,38 @@ export const costSuite: Suite = {
     const rounds = p === 'tiny' ? 1 : p === 'quick' ? 3 : 5;
     const rows: Row[] = [];
     const perReq = new Map<string, { worker: number; primary: number }>();
+    let derivedExtra: Record<string, number> = {};
     const cg = startCallgrind();
     try {
+      const paths = p === 'tiny' ? (['drover-metrics'] as const) : REQUEST_PATHS;
+      const pathCost = new Map<string, number>();
+      for (const variant of paths) {
+        ctx.progress(`request path '${variant}': one process under callgrind, one keep-alive connection`);
+        try {
+          const r = await measureRequestPath(cg, variant, { warm, measured, rounds, idleS });
+          pathCost.set(variant, r.perRequest);
+          rows.push({
+            config: { measure: 'request path, one process', path: variant },
+            values: {
+              requests: r.requests,
+              instrPerReq: Math.round(r.perRequest),
+              windows: r.windows.map((x) => Math.round(x / 1000) + 'k').join(' '),
+              instrPerSecondIdle: Math.round(r.idlePerSecond),
+            },
+            failed: r.errors > 0 ? `${r.errors} failed requests` : undefined,
+          });
+        } catch (err) {
+          rows.push({ config: { measure: 'request path, one process', path: variant }, values: {}, failed: (err as Error).message });
+        }
+      }
+      const ratio = (a?: number, b?: number) => (a && b ? Math.round((a / b) * 1000) / 1000 : undefined);
+      const pathDerived: Record<string, number> = {};
+      const trackingOnly = ratio(pathCost.get('drover'), pathCost.get('express'));
+      const metricsOn = ratio(pathCost.get('drover-metrics'), pathCost.get('drover'));
+      if (trackingOnly) pathDerived['request path: drover worker path (metrics off) / Express alone'] = trackingOnly;
+      if (metricsOn) pathDerived['request path: request metrics on / off'] = metricsOn;
+      derivedExtra = pathDerived;
+
       for (const config of configs) {
         ctx.progress(`${config.name}: starting ${workers} worker(s) under callgrind (slow)`);
         let server: Server | undefined;
@@ -79,7 +113,7 @@ export const costSuite: Suite = {
             const idle = await countDuring(cg, all, () => new Promise((r) => setTimeout(r, idleS * 3000)));
             const rate = (pid: number) => Math.round(idle.counts.get(pid)! / idle.seconds);
             rows.push({
-              config: { server: config.name, client: 'none (idle)', workers },
+              config: { measure: 'cluster', server: config.name, client: 'none (idle)', workers },
               values: {
                 workerInstrPerSecondIdle: Math.round(workerPids.reduce((a, w) => a + rate(w), 0) / workers),
                 primaryInstrPerSecondIdle: rate(primary),
@@ -119,7 +153,7 @@ export const costSuite: Suite = {
             const errors = windows.reduce((a, x) => a + x.errors, 0);
             perReq.set(`${config.name}|${client}`, { worker, primary: primaryPerReq });
             rows.push({
-              config: { server: config.name, client, workers },
+              config: { measure: 'cluster', server: config.name, client, workers },
               values: {
                 requests: windows.reduce((a, x) => a + x.requests, 0),
                 workerInstrPerReq: Math.round(worker),
@@ -134,7 +168,7 @@ export const costSuite: Suite = {
             });
           }
         } catch (err) {
-          rows.push({ config: { server: config.name }, values: {}, failed: (err as Error).message });
+          rows.push({ config: { measure: 'cluster', server: config.name }, values: {}, failed: (err as Error).message });
         } finally {
           await server?.stop();
         }
@@ -148,10 +182,47 @@ export const costSuite: Suite = {
         flagsUnderCallgrind: UNDER_CALLGRIND.join(' '), periodsStretchedInRequestRows: STRETCHED.join(' '),
       },
       rows,
-      derived: derive(perReq),
+      derived: { ...derivedExtra, ...derive(perReq) },
     };
   },
 };
+
+/** The request path alone (bench/lib/request-path-server.ts), one process, one keep-alive connection. */
+async function measureRequestPath(
+  cg: Callgrind,
+  variant: string,
+  o: { warm: number; measured: number; rounds: number; idleS: number },
+): Promise<{ perRequest: number; windows: number[]; idlePerSecond: number; requests: number; errors: number }> {
+  const script = path.join(__dirname, '..', 'lib', 'request-path-server.js');
+  const child = spawn(cg.exec, [script], { env: { ...process.env, REQUEST_PATH: variant, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+        const m = /^ready (\d+)$/.exec(l);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`request-path server exited ${code}`)));
+    });
+    const url = `http://127.0.0.1:${port}/ping`;
+    const load = (amount: number) => closedLoop({ url, connections: 1, durationS: 3600, amount });
+    await load(o.warm);
+    const pid = child.pid!;
+    const idle = await countDuring(cg, [pid], () => new Promise((r) => setTimeout(r, o.idleS * 1000)));
+    const rate = idle.counts.get(pid)! / idle.seconds;
+    const windows: number[] = [];
+    let requests = 0;
+    let errors = 0;
+    for (let w = 0; w < o.rounds; w++) {
+      const c = await countDuring(cg, [pid], () => load(o.measured));
+      windows.push((c.counts.get(pid)! - rate * c.seconds) / c.result.requests);
+      requests += c.result.requests;
+      errors += c.result.errors + c.result.non2xx;
+    }
+    return { perRequest: median(windows), windows, idlePerSecond: rate, requests, errors };
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

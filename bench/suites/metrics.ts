@@ -11,7 +11,7 @@ const APP = path.resolve(__dirname, '..', '..', '..', 'bench', 'apps', 'many-ser
 export const metricsSuite: Suite = {
   name: 'metrics',
   title: 'Metrics: scrape latency and per-request overhead',
-  estimateS: { tiny: 15, quick: 90, full: 240 },
+  estimateS: { tiny: 15, quick: 100, full: 260 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const workerCounts = p === 'tiny' ? [1, 2] : p === 'quick' ? [1, 2, 4] : [1, 2, 4, 8];
@@ -19,7 +19,7 @@ export const metricsSuite: Suite = {
     const overheadS = p === 'tiny' ? 1 : p === 'quick' ? 4 : 8;
     // This machine is shared: single 5 s runs vary by tens of percent, so rounds alternate on/off
     // and the result is the median of the per-round ratios.
-    const rounds = p === 'tiny' ? 1 : p === 'quick' ? 5 : 9;
+    const rounds = p === 'tiny' ? 1 : p === 'quick' ? 6 : 10; // even: each mode first equally often
     const rows: Row[] = [];
 
     for (const workers of workerCounts) {
@@ -58,7 +58,9 @@ export const metricsSuite: Suite = {
     // Same app, same load, request metrics on and off, alternated in one run.
     const overhead: Record<'on' | 'off', number[]> = { on: [], off: [] };
     for (let round = 0; round < rounds; round++) {
-      for (const mode of ['on', 'off'] as const) {
+      // Counterbalanced: which mode runs first alternates, so a position effect (the machine still
+      // busy with the previous server's exit) cannot pass for an overhead.
+      for (const mode of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
         ctx.progress(`/ping throughput, request metrics ${mode}, round ${round + 1}/${rounds}, ${overheadS}s`);
         const d = await startDrover({ args: ['--workers', '1', '--request-metrics', mode] });
         try {

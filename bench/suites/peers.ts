@@ -13,18 +13,21 @@ type Client = 'keep-alive' | 'new-connection';
 export const peersSuite: Suite = {
   name: 'peers',
   title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
-  estimateS: { tiny: 50, quick: 150, full: 300 },
+  estimateS: { tiny: 50, quick: 200, full: 450 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const workers = 2;
     const durationS = p === 'tiny' ? 1 : p === 'quick' ? 5 : 10;
     // Shared machine: rounds alternate every peer, and ratios are medians over the rounds.
-    const rounds = p === 'full' ? 5 : p === 'quick' ? 3 : 1;
+    const rounds = p === 'full' ? 8 : p === 'quick' ? 4 : 1; // multiples of 4: each peer in each position equally often
     const connections = 10;
     const rows: Row[] = [];
     const rps: Record<string, number[]> = {};
     for (let round = 1; round <= rounds; round++) {
-      for (const peer of PEERS) {
+      // Counterbalanced: the order of peers rotates each round, so none always runs first (right
+      // after the previous server's exit) or last.
+      const order = PEERS.map((_, i) => PEERS[(i + round - 1) % PEERS.length]!);
+      for (const peer of order) {
         let server;
         try {
           server = await startPeer(peer, workers);

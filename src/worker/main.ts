@@ -5,7 +5,6 @@
  * the lifecycle (pm2's tree-kill signals workers a moment before the primary).
  */
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { ExitCode } from '../errors';
 import { createLogger } from '../log';
@@ -16,7 +15,8 @@ import {
   type WorkerConfig,
   type WorkerToPrimary,
 } from '../protocol';
-import { Connections } from './connections';
+import { createAppServer } from './app-server';
+import type { Connections } from './connections';
 import { Heartbeat } from './heartbeat';
 import { loadApp, type AppHooks } from './load-app';
 import { WorkerMetrics } from './metrics';
@@ -165,23 +165,6 @@ function protocolVersion(): number {
   return PROTOCOL_VERSION;
 }
 
-/** More headers than any real client sends; beyond it a request is a 431. */
-const MAX_HEADERS = 500;
-
-/** The status line for a request node's parser or timers refused. */
-function clientErrorStatus(code: string | undefined): string {
-  switch (code) {
-    case 'HPE_HEADER_OVERFLOW':
-      return '431 Request Header Fields Too Large';
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return '408 Request Timeout';
-    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return '413 Payload Too Large';
-    default:
-      return '400 Bad Request';
-  }
-}
-
 async function main(): Promise<void> {
   const onBeat = startWatchdog({
     captureAfterMs: cfg.stackCaptureAfterMs,
@@ -217,34 +200,10 @@ async function main(): Promise<void> {
   metrics.addAppRegistry(cfg.app);
 
   const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
-  // Timeouts are checked every second (node's default is every 30 s, which lets a slowloris
-  // connection live up to 30 s past --headers-timeout).
-  const server = http.createServer({
-    headersTimeout: cfg.headersTimeoutMs,
-    requestTimeout: cfg.requestTimeoutMs,
-    keepAliveTimeout: cfg.keepAliveTimeoutMs,
-    connectionsCheckingInterval: 1000,
-  });
-  server.maxRequestsPerSocket = cfg.maxRequestsPerSocket;
-  const c = new Connections(server);
+  const { server, conns: c } = createAppServer(cfg, app, gate);
   conns = c;
   metrics.inFlightNow = () => c.counters().inFlight;
   if (cfg.requestMetrics) c.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);
-  server.maxHeadersCount = MAX_HEADERS;
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    c.track(req, res);
-    // node silently drops headers past maxHeadersCount; a request that reached it is refused.
-    if (req.rawHeaders.length >= MAX_HEADERS * 2) return void res.writeHead(431, { connection: 'close', 'content-length': 0 }).end();
-    if (gate?.shed(req, res)) return;
-    app(req, res);
-  });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    // Malformed or too-slow requests get a bare status and never reach the app. As node's own
-    // handler: answer only if the socket is writable and no response has started on it.
-    const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
-    if (!socket.writable || started) return socket.destroy();
-    socket.end(`HTTP/1.1 ${clientErrorStatus(err.code)}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-  });
 
   // The server listens on a private loopback port (exclusive: not shared through the cluster):
   // node runs header/request timeouts and closeIdleConnections() only for listening servers.

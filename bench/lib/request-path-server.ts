@@ -1,0 +1,52 @@
+/**
+ * One process serving the demo app through a worker's request path, for the cost suite to count
+ * under callgrind: no primary, no IPC, no heartbeats, one process and one connection, so the
+ * counts repeat to ~1 % and differences of a few percent between variants can be seen.
+ *   REQUEST_PATH=express         the app alone: http.createServer(app)
+ *   REQUEST_PATH=drover          drover's worker path (app-server.ts): tracking, header limit,
+ *                                pressure gate at its defaults; request metrics off
+ *   REQUEST_PATH=drover-metrics  the same with request metrics on (what a worker runs by default)
+ * Prints `ready <port>` once listening on PORT (0: any free port).
+ */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createDemoApp } from '../../src/demo/app';
+import { defaults, type DroverOptions } from '../../src/options';
+import { workerConfig } from '../../src/primary/worker-config';
+import { createAppServer } from '../../src/worker/app-server';
+import { WorkerMetrics } from '../../src/worker/metrics';
+import { createPressureGate } from '../../src/worker/pressure-gate';
+
+export const REQUEST_PATHS = ['express', 'drover', 'drover-metrics'] as const;
+
+async function main(): Promise<void> {
+  const variant = process.env.REQUEST_PATH ?? '';
+  if (!(REQUEST_PATHS as readonly string[]).includes(variant)) throw new Error(`REQUEST_PATH must be one of ${REQUEST_PATHS.join(', ')}`);
+  const app = createDemoApp();
+  app.set('x-powered-by', false); // as drover's worker does
+  let server: http.Server;
+  if (variant === 'express') {
+    server = http.createServer(app);
+  } else {
+    // Defaults, but for the shedding threshold: callgrind's ~50x slowdown reads as loop delay, and
+    // shed requests (503) would be cheaper ones. The gate still samples and checks each request.
+    const cfg = workerConfig({ ...defaults, workers: 1, shedLoopDelayMs: 5000 } as DroverOptions, 0, 1, '');
+    const metrics = new WorkerMetrics(() => {});
+    const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
+    const made = createAppServer(cfg, app, gate);
+    if (variant === 'drover-metrics') made.conns.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);
+    made.conns.state = 'listening';
+    server = made.server;
+  }
+  server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
+    process.stdout.write(`ready ${(server.address() as AddressInfo).port}\n`);
+  });
+}
+
+// Run only as a script: the cost suite imports REQUEST_PATHS from here.
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });
+}
