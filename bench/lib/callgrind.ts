@@ -8,8 +8,9 @@ const run = promisify(execFile);
 
 /**
  * Instruction counts from valgrind's callgrind: on this shared 2-core machine, throughput runs of
- * the same configuration differ by ±30 %, while callgrind counts the instructions a process runs,
- * which repeat within ~1 % whatever else the machine does. The server processes (primary and
+ * the same configuration differ by up to 3x, while callgrind counts the instructions a process
+ * runs whatever else the machine does (a fresh process sent the same requests repeats to ~1 %;
+ * windows of a running one vary with JIT warm-up and GC). The server processes (primary and
  * workers) run under callgrind; the load generator does not. Instructions are not time (no cache
  * or syscall costs), so the cost suite reports both kinds of figure side by side elsewhere.
  */

@@ -13,11 +13,11 @@ export interface ClosedLoopResult {
 }
 
 /** autocannon, closed loop: `connections` keep-alive connections each send as fast as answered (for `durationS`, or until `amount` requests). */
-export async function closedLoop(o: { url: string; connections: number; durationS: number; method?: string; body?: string; amount?: number }): Promise<ClosedLoopResult> {
+export async function closedLoop(o: { url: string; connections: number; durationS: number; method?: string; body?: string; amount?: number; timeoutS?: number }): Promise<ClosedLoopResult> {
   const latency = newHistogram();
   // Without a callback autocannon returns an emitter that is also a promise of the result.
   const instance = autocannon({
-    url: o.url, connections: o.connections, duration: o.durationS, amount: o.amount, method: (o.method ?? 'GET') as 'GET', body: o.body,
+    url: o.url, connections: o.connections, duration: o.durationS, amount: o.amount, timeout: o.timeoutS, method: (o.method ?? 'GET') as 'GET', body: o.body,
   }) as unknown as Promise<autocannon.Result> & import('node:events').EventEmitter;
   instance.on('response', (_client: unknown, _status: number, _bytes: number, responseTime: number) => {
     latency.recordValue(Math.max(1, Math.round(responseTime * 1000)));

@@ -1,7 +1,8 @@
 /**
  * One process serving the demo app through a worker's request path, for the cost suite to count
  * under callgrind: no primary, no IPC, no heartbeats, one process and one connection, so the
- * counts repeat to ~1 % and differences of a few percent between variants can be seen.
+ * counts of a fresh process repeat to ~1 % and, once the JIT has warmed up, differences of a few
+ * percent between variants can be seen.
  *   REQUEST_PATH=express         the app alone: http.createServer(app)
  *   REQUEST_PATH=drover          drover's worker path (app-server.ts): tracking, header limit,
  *                                pressure gate at its defaults; request metrics off
