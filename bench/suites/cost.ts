@@ -66,7 +66,7 @@ export const costSuite: Suite = {
     const rounds = p === 'tiny' ? 1 : p === 'quick' ? 3 : 5;
     const rows: Row[] = [];
     const perReq = new Map<string, { worker: number; primary: number }>();
-    let derivedExtra: Record<string, number> = {};
+    const derivedExtra: Record<string, number> = {};
     const cg = startCallgrind();
     try {
       const paths = p === 'tiny' ? (['drover-metrics'] as const) : REQUEST_PATHS;
@@ -92,13 +92,11 @@ export const costSuite: Suite = {
           rows.push({ config: { measure: 'request path, one process', path: variant }, values: {}, failed: (err as Error).message });
         }
       }
-      const ratio = (a?: number, b?: number) => (a && b ? Math.round((a / b) * 1000) / 1000 : undefined);
-      const pathDerived: Record<string, number> = {};
-      const trackingOnly = ratio(pathCost.get('drover'), pathCost.get('express'));
-      const metricsOn = ratio(pathCost.get('drover-metrics'), pathCost.get('drover'));
-      if (trackingOnly) pathDerived['request path: drover worker path (metrics off) / Express alone'] = trackingOnly;
-      if (metricsOn) pathDerived['request path: request metrics on / off'] = metricsOn;
-      derivedExtra = pathDerived;
+      const express = pathCost.get('express');
+      const droverPath = pathCost.get('drover');
+      const withMetrics = pathCost.get('drover-metrics');
+      if (express && droverPath) derivedExtra['request path: drover worker path (metrics off) / Express alone'] = ratio(droverPath, express);
+      if (droverPath && withMetrics) derivedExtra['request path: request metrics on / off'] = ratio(withMetrics, droverPath);
 
       for (const config of configs) {
         ctx.progress(`${config.name}: starting ${workers} worker(s) under callgrind (slow)`);
@@ -228,6 +226,10 @@ async function measureRequestPath(
   }
 }
 
+function ratio(a: number, b: number): number {
+  return Math.round((a / b) * 1000) / 1000;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -243,7 +245,7 @@ async function countDuring<T>(cg: Callgrind, pids: number[], work: () => Promise
 
 function derive(perReq: Map<string, { worker: number; primary: number }>): Record<string, number> {
   const d: Record<string, number> = {};
-  const r = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? NaN : Math.round((a / b) * 1000) / 1000);
+  const r = ratio;
   for (const client of ['keep-alive', 'new-connection'] as Client[]) {
     const bare = perReq.get(`node:cluster|${client}`);
     const drover = perReq.get(`drover|${client}`);
