@@ -14,6 +14,8 @@ export async function freshLoop(o: { url: string; connections: number; durationS
   let requests = 0;
   let errors = 0;
   let non2xx = 0;
+  const failureKinds: Record<string, number> = {};
+  const count = (kind: string) => void (failureKinds[kind] = (failureKinds[kind] ?? 0) + 1);
   const started = performance.now();
   const until = started + o.durationS * 1000;
   let sent = 0;
@@ -25,13 +27,17 @@ export async function freshLoop(o: { url: string; connections: number; durationS
         res.resume();
         res.on('end', () => {
           requests++;
-          if (res.statusCode !== 200) non2xx++;
+          if (res.statusCode !== 200) {
+            non2xx++;
+            count(`status ${res.statusCode}`);
+          }
           latency.recordValue(Math.max(1, Math.round((performance.now() - t) * 1000)));
           resolve();
         });
       });
-      req.on('error', () => {
+      req.on('error', (err: NodeJS.ErrnoException) => {
         errors++;
+        count(err.code ?? err.message);
         resolve();
       });
     });
@@ -41,5 +47,5 @@ export async function freshLoop(o: { url: string; connections: number; durationS
     }),
   );
   const durationS = (performance.now() - started) / 1000;
-  return { requests, reqPerSec: requests / durationS, errors, non2xx, latency, durationS };
+  return { requests, reqPerSec: requests / durationS, errors, non2xx, failureKinds, latency, durationS };
 }

@@ -25,13 +25,16 @@ async function main(): Promise<void> {
   if (!(REQUEST_PATHS as readonly string[]).includes(variant)) throw new Error(`REQUEST_PATH must be one of ${REQUEST_PATHS.join(', ')}`);
   const app = createDemoApp();
   app.set('x-powered-by', false); // as drover's worker does
+  // Under callgrind a loop can stall for seconds (valgrind runs threads one at a time): a stall
+  // past the keep-alive timeout would close the client's connection under its next request.
+  const keepAliveTimeoutMs = 60_000;
   let server: http.Server;
   if (variant === 'express') {
-    server = http.createServer(app);
+    server = http.createServer({ keepAliveTimeout: keepAliveTimeoutMs }, app);
   } else {
-    // Defaults, but for the shedding threshold: callgrind's ~50x slowdown reads as loop delay, and
-    // shed requests (503) would be cheaper ones. The gate still samples and checks each request.
-    const cfg = workerConfig({ ...defaults, workers: 1, shedLoopDelayMs: 5000 } as DroverOptions, 0, 1, '');
+    // Defaults, but for the timeouts: callgrind's ~50x slowdown reads as loop delay, and shed
+    // requests (503) would be cheaper ones. The gate still samples and checks each request.
+    const cfg = workerConfig({ ...defaults, workers: 1, shedLoopDelayMs: 60_000, keepAliveTimeoutMs } as DroverOptions, 0, 1, '');
     const metrics = new WorkerMetrics(() => {});
     const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
     const made = createAppServer(cfg, app, gate);

@@ -23,6 +23,8 @@ export interface RunOptions {
   /** Extra drover flags. */
   args?: string[];
   timeoutMs?: number;
+  /** Idle keep-alive timeout of the workers' HTTP servers (node's and drover's default: 5 s). */
+  keepAliveTimeoutMs?: number;
 }
 
 const PM2 = path.join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
@@ -31,14 +33,18 @@ const PM2 = path.join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
 export async function startPeer(kind: PeerKind, workers: number, o: RunOptions = {}): Promise<Server> {
   if (kind === 'drover least-busy' || kind === 'drover round-robin') {
     const d = await startDrover({
-      args: ['--workers', String(workers), '--dispatch', kind.split(' ')[1]!, ...(o.args ?? [])],
+      args: [
+        '--workers', String(workers), '--dispatch', kind.split(' ')[1]!,
+        ...(o.keepAliveTimeoutMs === undefined ? [] : ['--keep-alive-timeout', `${o.keepAliveTimeoutMs}ms`]),
+        ...(o.args ?? []),
+      ],
       exec: o.exec, execArgv: o.execArgv, timeoutMs: o.timeoutMs,
     });
     return { url: (p) => d.url(p), stop: async () => void (await d.stop()), pid: d.pid };
   }
   if (kind === 'node:cluster') {
     const child = spawn(o.exec ?? process.execPath, [...(o.execArgv ?? []), path.join(ROOT, 'bench', 'peers', 'bare-cluster.js')], {
-      env: { ...process.env, WORKERS: String(workers), PORT: '0' },
+      env: { ...process.env, WORKERS: String(workers), PORT: '0', KEEP_ALIVE_TIMEOUT_MS: o.keepAliveTimeoutMs === undefined ? '' : String(o.keepAliveTimeoutMs) },
       stdio: ['ignore', 'pipe', 'inherit'],
       detached: true,
     });

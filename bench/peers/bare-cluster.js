@@ -5,6 +5,7 @@ const path = require('node:path');
 
 const workers = Number(process.env.WORKERS ?? 2);
 const port = Number(process.env.PORT ?? 0);
+const keepAliveTimeoutMs = process.env.KEEP_ALIVE_TIMEOUT_MS ? Number(process.env.KEEP_ALIVE_TIMEOUT_MS) : undefined;
 
 if (cluster.isPrimary) {
   let listening = 0;
@@ -20,5 +21,6 @@ if (cluster.isPrimary) {
   process.on('SIGINT', stop);
 } else {
   const { createDemoApp } = require(path.join(__dirname, '..', '..', 'dist', 'src', 'demo', 'app.js'));
-  createDemoApp().listen(port, '127.0.0.1');
+  const server = createDemoApp().listen(port, '127.0.0.1');
+  if (keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = keepAliveTimeoutMs;
 }

@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startDrover } from '../../test/helpers/drover';
-import { closedLoop } from '../lib/closed-loop';
+import { closedLoop, describeFailures } from '../lib/closed-loop';
 import { percentile, summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
 
@@ -71,7 +71,7 @@ export const metricsSuite: Suite = {
           rows.push({
             config: { measure: 'overhead', requestMetrics: mode, round: round + 1 },
             values: { reqPerSec: Math.round(r.reqPerSec), requests: r.requests, errors: r.errors, p50Ms: s.medianMs, p95Ms: s.p95Ms, p99Ms: s.p99Ms },
-            failed: r.errors > 0 || r.non2xx > 0 ? `${r.errors} errors, ${r.non2xx} non-2xx` : undefined,
+            failed: describeFailures(r.failureKinds),
           });
         } finally {
           await d.stop();

@@ -1,4 +1,4 @@
-import { closedLoop } from '../lib/closed-loop';
+import { closedLoop, describeFailures } from '../lib/closed-loop';
 import { freshLoop } from '../lib/fresh-loop';
 import { PEERS, startPeer, type PeerKind } from '../lib/servers';
 import { summarize } from '../lib/stats';
@@ -46,7 +46,7 @@ export const peersSuite: Suite = {
             rows.push({
               config: { peer, client, round },
               values: { reqPerSec: Math.round(r.reqPerSec), p50Ms: s.medianMs, p95Ms: s.p95Ms, p99Ms: s.p99Ms, errors: r.errors + r.non2xx },
-              failed: r.errors + r.non2xx > 0 ? `${r.errors} errors, ${r.non2xx} non-2xx` : undefined,
+              failed: describeFailures(r.failureKinds),
             });
           }
         } finally {
