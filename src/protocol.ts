@@ -1,8 +1,8 @@
 /**
  * The IPC protocol between the drover primary and its workers.
  *
- *   clients ──TCP──▶ primary (dispatcher: net.Server, pauseOnConnect)
- *                      │  drover:socket  + socket handle  ─────────▶ worker
+ *   clients ──TCP──▶ primary (dispatcher: the listening handle's accepts, never read)
+ *                      │  drover:socket  + TCP handle     ─────────▶ worker
  *                      │  ◀─────────────────────────── drover:adopted {id}
  *                      │  drover:drain {timeouts}       ─────────▶ worker
  *                      │  ◀──── drover:hello / drover:listening / drover:heartbeat

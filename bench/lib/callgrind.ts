@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { statFields } from '../reliability/proc';
 
 const run = promisify(execFile);
 
@@ -85,12 +86,8 @@ export function descendants(root: number): number[] {
   const parent = new Map<number, number>();
   for (const e of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-      parent.set(Number(e), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
-    } catch {
-      /* exited meanwhile */
-    }
+    const ppid = statFields(Number(e))?.[1];
+    if (ppid !== undefined) parent.set(Number(e), Number(ppid)); // else: exited meanwhile
   }
   const out: number[] = [];
   const walk = (pid: number) => {

@@ -19,14 +19,23 @@ export function fdCount(pid: number): number {
   return fs.readdirSync(`/proc/${pid}/fd`).length;
 }
 
-/** Gone = no such process, or a zombie waiting to be reaped (it holds nothing any more). */
-export function gone(pid: number): boolean {
+/**
+ * The fields of /proc/<pid>/stat after the command name (which may hold spaces and parentheses):
+ * [0] is the state (R, S, T, Z, ...), [1] the parent pid. Undefined when there is no such process.
+ */
+export function statFields(pid: number): string[] | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return true;
+    return undefined;
   }
+}
+
+/** Gone = no such process, or a zombie waiting to be reaped (it holds nothing any more). */
+export function gone(pid: number): boolean {
+  const state = statFields(pid)?.[0];
+  return state === undefined || state === 'Z';
 }
 
 export { listeners } from '../../test/helpers/sockets';

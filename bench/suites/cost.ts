@@ -149,7 +149,7 @@ export const costSuite: Suite = {
             for (let w = 0; w < rounds; w++) {
               ctx.progress(`${config.name}, ${client}: window ${w + 1}/${rounds}, ${measured} counted requests`);
               const c = await countDuring(cg, all, () => load(measured));
-              const per = (pid: number) => (c.counts.get(pid)! - rate(pid) * c.seconds) / c.result.requests;
+              const per = (pid: number) => perRequest(c.counts.get(pid)!, rate(pid), c.seconds, c.result.requests);
               windows.push({
                 worker: workerPids.reduce((a, pid) => a + per(pid), 0),
                 primary: per(primary),
@@ -223,7 +223,7 @@ async function measureRequestPath(
     const failureKinds: Record<string, number> = {};
     for (let w = 0; w < o.rounds; w++) {
       const c = await countDuring(cg, [pid], () => load(o.measured));
-      windows.push((c.counts.get(pid)! - rate * c.seconds) / c.result.requests);
+      windows.push(perRequest(c.counts.get(pid)!, rate, c.seconds, c.result.requests));
       requests += c.result.requests;
       addFailures(failureKinds, c.result.failureKinds);
     }
@@ -231,6 +231,11 @@ async function measureRequestPath(
   } finally {
     child.kill('SIGKILL');
   }
+}
+
+/** A window's instructions per request: its count less the periodic work (idle rate × its seconds), over its requests. */
+function perRequest(count: number, idlePerSecond: number, seconds: number, requests: number): number {
+  return (count - idlePerSecond * seconds) / requests;
 }
 
 function ratio(a: number, b: number): number {

@@ -110,6 +110,9 @@ export class ControlServer {
       this.server.once('error', reject);
       this.server.listen({ port, host }, () => {
         this.server.off('error', reject);
+        // Once listening, the only server errors are failed accepts (out of descriptors, when
+        // libuv's reserve descriptor is gone too): unheard, they would end the primary.
+        this.server.on('error', (err: NodeJS.ErrnoException) => this.log.warn({ code: err.code }, 'accept failed on the control port'));
         resolve((this.server.address() as AddressInfo).port);
       });
     });

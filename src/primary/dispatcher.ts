@@ -1,7 +1,9 @@
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { getSystemErrorName } from 'node:util';
 import type { Logger } from '../log';
 import type { DispatchMode } from '../options';
+import { takeOverAccept, type TcpHandle } from '../tcp-handle';
 import { choose } from './dispatch-policy';
 import type { WorkerHandle } from './worker-handle';
 
@@ -31,15 +33,16 @@ export interface DispatchStats {
 }
 
 interface InFlight {
-  socket: net.Socket;
+  conn: TcpHandle;
   handle: WorkerHandle;
 }
 
 /**
- * Accepts connections on the app port and hands each socket to one worker over IPC. The primary
- * never reads request bytes (pauseOnConnect); it keeps its copy of a socket until the worker
- * acknowledges adoption (keepOpen), so a worker dying mid-handoff costs the client nothing: the
- * socket goes to another worker. Nothing is proxied.
+ * Accepts connections on the app port and hands each one to one worker over IPC. The primary
+ * never reads request bytes: a connection stays a bare TCP handle here (src/tcp-handle.ts), as in
+ * node:cluster's round-robin. The primary keeps its copy of the descriptor until the worker
+ * acknowledges adoption, so a worker dying mid-handoff costs the client nothing: the connection
+ * goes to another worker. Nothing is proxied.
  */
 export class Dispatcher {
   readonly stats: DispatchStats = {
@@ -47,7 +50,7 @@ export class Dispatcher {
   };
   private readonly server: net.Server;
   private readonly inflight = new Map<number, InFlight>();
-  private queue: { socket: net.Socket; at: number }[] = [];
+  private queue: { conn: TcpHandle; at: number }[] = [];
   private nextId = 1;
   private cursor = 0;
   private closed = false;
@@ -58,7 +61,8 @@ export class Dispatcher {
     private readonly log: Logger,
     slots: number,
   ) {
-    this.server = net.createServer({ pauseOnConnect: true }, (socket) => this.route(socket));
+    // Only binds: once listening, its handle's connections come to accept() instead.
+    this.server = net.createServer();
     for (let slot = 0; slot < slots; slot++) this.stats.dispatchedBySlot[slot] = 0;
   }
 
@@ -67,29 +71,46 @@ export class Dispatcher {
       this.server.once('error', reject);
       this.server.listen({ port, host }, () => {
         this.server.off('error', reject);
+        try {
+          takeOverAccept(this.server, (status, conn) => this.accept(status, conn));
+        } catch (err) {
+          this.server.close();
+          return reject(err);
+        }
         resolve((this.server.address() as net.AddressInfo).port);
       });
     });
   }
 
-  /** Stop accepting. Queued connections are closed; sockets already handed over are the workers'. */
+  /** Stop accepting. Queued connections are closed; those already handed over are the workers'. */
   close(): void {
     this.closed = true;
     this.server.close();
-    for (const q of this.queue) q.socket.destroy();
+    for (const q of this.queue) q.conn.close();
     this.queue = [];
   }
 
-  private route(socket: net.Socket, acceptedAt = performance.now()): void {
-    if (this.closed) return void socket.destroy();
-    const now = performance.now();
-    const choice = choose(this.workers(), this.opts.mode, this.opts.freshnessMs, now, this.cursor++);
-    if (!choice) return this.hold(socket, acceptedAt);
-    if (choice.allStale) this.stats.allStale++;
-    this.send(socket, choice.worker, acceptedAt, now);
+  private accept(status: number, conn: TcpHandle | undefined): void {
+    if (status < 0 || !conn) {
+      // Out of descriptors, libuv accepts and closes what waits in the backlog and tells no one;
+      // a status arrives here only when even its reserve descriptor is gone. net.Server would
+      // emit an 'error' for it, which would end the primary: log and go on.
+      this.log.warn({ code: status < 0 ? getSystemErrorName(status) : 'no handle' }, 'accept failed on the app port');
+      return;
+    }
+    this.route(conn);
   }
 
-  private send(socket: net.Socket, h: WorkerHandle, acceptedAt: number, now: number): void {
+  private route(conn: TcpHandle, acceptedAt = performance.now()): void {
+    if (this.closed) return void conn.close();
+    const now = performance.now();
+    const choice = choose(this.workers(), this.opts.mode, this.opts.freshnessMs, now, this.cursor++);
+    if (!choice) return this.hold(conn, acceptedAt);
+    if (choice.allStale) this.stats.allStale++;
+    this.send(conn, choice.worker, acceptedAt, now);
+  }
+
+  private send(conn: TcpHandle, h: WorkerHandle, acceptedAt: number, now: number): void {
     const id = this.nextId++;
     this.opts.onHandoff?.((now - acceptedAt) / 1000);
     this.stats.dispatched++;
@@ -97,39 +118,41 @@ export class Dispatcher {
     h.dispatched++;
     h.dispatchedSinceBeat++;
     h.unacked.add(id);
-    this.inflight.set(id, { socket, handle: h });
-    h.worker.send({ type: 'drover:socket', id }, socket, { keepOpen: true }, (err: Error | null) => {
+    this.inflight.set(id, { conn, handle: h });
+    // A bare handle goes as child_process's 'net.Native', which node never closes for us: the
+    // primary's descriptor stays open until the worker's ack (onAdopted).
+    h.worker.send({ type: 'drover:socket', id }, conn as unknown as net.Socket, (err: Error | null) => {
       if (!err) return;
-      // The worker's channel closed under us: take the socket back and try another worker (it
-      // no longer counts as serving, so the choice cannot fall on it again). If none is left, the
-      // socket waits in the queue for the replacement.
+      // The worker's channel closed under us: take the connection back and try another worker
+      // (it no longer counts as serving, so the choice cannot fall on it again). If none is
+      // left, the connection waits in the queue for the replacement.
       this.inflight.delete(id);
       h.unacked.delete(id);
       this.stats.dispatched--;
       this.stats.dispatchedBySlot[h.slot]!--;
       h.dispatched--;
       this.stats.redispatched++;
-      this.route(socket, acceptedAt);
+      this.route(conn, acceptedAt);
     });
   }
 
-  /** The worker owns the socket now: close the primary's copy of the descriptor (no FIN is sent). */
+  /** The worker owns the connection now: close the primary's copy of the descriptor (no FIN is sent). */
   onAdopted(h: WorkerHandle, id: number): void {
     const entry = this.inflight.get(id);
     h.unacked.delete(id);
     if (!entry) return;
     this.inflight.delete(id);
-    entry.socket.destroy();
+    entry.conn.close();
   }
 
-  /** A worker exited: sockets it never acknowledged go to someone else. */
+  /** A worker exited: connections it never acknowledged go to someone else. */
   onWorkerGone(h: WorkerHandle): void {
     for (const id of h.unacked) {
       const entry = this.inflight.get(id);
       this.inflight.delete(id);
-      if (!entry || entry.socket.destroyed) continue;
+      if (!entry) continue;
       this.stats.redispatched++;
-      this.route(entry.socket);
+      this.route(entry.conn);
     }
     h.unacked.clear();
   }
@@ -141,10 +164,9 @@ export class Dispatcher {
     const waiting = this.queue;
     this.queue = [];
     for (const q of waiting) {
-      if (q.socket.destroyed) continue;
       if (now - q.at > this.opts.queueTimeoutMs) {
         this.stats.dropped++;
-        q.socket.destroy();
+        q.conn.close();
         continue;
       }
       const choice = choose(this.workers(), this.opts.mode, this.opts.freshnessMs, now, this.cursor++);
@@ -153,7 +175,7 @@ export class Dispatcher {
         continue;
       }
       if (choice.allStale) this.stats.allStale++;
-      this.send(q.socket, choice.worker, q.at, now);
+      this.send(q.conn, choice.worker, q.at, now);
     }
   }
 
@@ -165,15 +187,15 @@ export class Dispatcher {
     return this.queue.length;
   }
 
-  private hold(socket: net.Socket, now: number): void {
+  private hold(conn: TcpHandle, now: number): void {
     if (this.queue.length >= this.opts.maxQueued) {
       this.stats.dropped++;
       if (this.stats.dropped === 1 || this.stats.dropped % 1000 === 0) {
         this.log.warn({ dropped: this.stats.dropped }, 'no worker available and the connection queue is full; closing connections');
       }
-      return void socket.destroy();
+      return void conn.close();
     }
     this.stats.queued++;
-    this.queue.push({ socket, at: now });
+    this.queue.push({ conn, at: now });
   }
 }

@@ -42,12 +42,10 @@ export class Connections {
     };
   }
 
-  /** Feed a socket handed over by the primary to the HTTP server. */
+  /** Feed a socket over a connection the primary handed over to the HTTP server (as net.Server's accept would). */
   adopt(socket: Socket): void {
     this.adopted++;
     this.server.emit('connection', socket);
-    // The primary accepted with pauseOnConnect; reading starts here, in the worker.
-    socket.resume();
   }
 
   /**
@@ -59,7 +57,8 @@ export class Connections {
 
   /** Wraps the app: counts in-flight requests and marks responses during drain. */
   track(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const startedAt = performance.now();
+    // The clock is read only for the hook (request metrics on); nothing else here needs it.
+    const startedAt = this.onDone ? performance.now() : 0;
     this.pending.add(res);
     if (this.state === 'draining') res.setHeader('Connection', 'close');
     res.once('close', () => {

@@ -5,8 +5,9 @@
  * the lifecycle (pm2's tree-kill signals workers a moment before the primary).
  */
 import * as fs from 'node:fs';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { ExitCode } from '../errors';
+import { socketFromHandle, type TcpHandle } from '../tcp-handle';
 import { createLogger } from '../log';
 import {
   PROTOCOL_VERSION,
@@ -108,12 +109,13 @@ process.on('message', (msg: unknown, handle: unknown) => {
   if (!isPrimaryMessage(msg)) return;
   switch (msg.type) {
     case 'drover:socket': {
-      const socket = handle as Socket | undefined;
-      // Ack first: the primary keeps its copy of the socket until this arrives, and re-dispatches
-      // it if we die before acking. Acking before reading means no request bytes are lost that way.
+      const conn = handle as TcpHandle | undefined;
+      // Ack first: the primary keeps its copy of the connection until this arrives, and
+      // re-dispatches it if we die before acking. Acking before reading means no request bytes
+      // are lost that way.
       send({ type: 'drover:adopted', id: msg.id });
-      if (socket && conns) conns.adopt(socket);
-      else socket?.destroy();
+      if (conn && conns) conns.adopt(socketFromHandle(conn));
+      else conn?.close();
       break;
     }
     case 'drover:collect':

@@ -10,9 +10,12 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
-import { killTree, startDrover, type Drover } from '../helpers/drover';
+import { statFields } from '../../bench/reliability/proc';
+import { FIXTURES, killTree, startDrover, type Drover } from '../helpers/drover';
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -470,7 +473,7 @@ describe('least-busy dispatch', () => {
     const primaryPid = st.drover.pid;
     const victim = st.workers[0]!.pid;
     let ping: Promise<Hit> | undefined;
-    const state = (pid: number) => fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
+    const state = (pid: number) => statFields(pid)?.[0];
     const waitState = async (pid: number, want: string, what: string) => {
       const deadline = Date.now() + 5000;
       while (state(pid) !== want) {
@@ -525,6 +528,49 @@ describe('least-busy dispatch', () => {
     if (!hung) t.diagnostic(`dispatcher ${JSON.stringify((await status(d)).drover.dispatcher)}`);
     assert.equal(hung, false, 'the primary still answers /livez');
     assert.equal(r.status, 200, 'the connection was served by the replacement');
+    await d.stop();
+  });
+
+  it('out of file descriptors in the primary: it lives, the connections it holds are served, then all are', async (t) => {
+    // The app's workers stay booting until the gate file exists, so the primary holds every
+    // connection it accepts; with a low descriptor limit it runs out (EMFILE) after a few dozen,
+    // and libuv closes the connections it cannot take.
+    const LIMIT = 48;
+    const CLIENTS = 80;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'drover-emfile-'));
+    const gate = path.join(dir, 'gate');
+    const d = await startDrover({
+      app: path.join(FIXTURES, 'gated-boot.js'),
+      args: ['--workers', '1'],
+      env: { BOOT_GATE: gate },
+      ready: false,
+      exec: '/bin/sh',
+      execArgv: ['-c', `ulimit -n ${LIMIT} && exec "${process.execPath}" "$@"`, 'sh'],
+    });
+    started.push(d);
+    try {
+      let refused!: () => void;
+      const someRefused = new Promise<void>((r) => (refused = r));
+      const hits = Array.from({ length: CLIENTS }, () => hit(d.url('/ping'), 20_000).then((h) => (h.error ? (refused(), h) : h)));
+      await someRefused;
+      const mark = d.lines.length;
+      fs.writeFileSync(gate, '');
+      await d.waitForMsg('drover ready', 15_000, mark);
+      const first = await Promise.all(hits);
+      const ok = first.filter((h) => h.status === 200).length;
+      const ds = (await status(d)).drover.dispatcher;
+      t.diagnostic(`${CLIENTS} connections with the primary limited to ${LIMIT} descriptors: ${ok} served, failures ${JSON.stringify(errorsOf(first))}; dispatcher ${JSON.stringify(ds)}`);
+      assert.equal(d.exit, undefined, 'the primary is still running');
+      assert.ok(ok > 0 && ok < CLIENTS, `some connections were held and served, the others closed (${ok} of ${CLIENTS} served)`);
+      assert.equal(ds.dispatched, ok, 'every connection handed to the worker was served');
+      assert.equal(ds.dropped, 0);
+      assert.equal(first.filter((h) => h.error === 'client timeout').length, 0, 'no connection was left hanging');
+      // Descriptors free again: new connections are served as usual.
+      const after = await pool(20, 4, () => hit(d.url('/ping'), 5000));
+      assert.deepEqual(errorsOf(after), {}, 'every connection after the exhaustion was served');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
     await d.stop();
   });
 });
