@@ -139,7 +139,7 @@ export class PrimaryMetrics {
       () => [[{}, st.allStale]]);
     mirrored('drover_connections_queued_total', 'Connections that waited in the primary because no worker could take them.', [], () => [[{}, st.queued]]);
     mirrored('drover_connections_dropped_total', 'Connections closed because no worker could take them in time.', [], () => [[{}, st.dropped]]);
-    mirrored('drover_connections_redispatched_total', 'Sockets re-sent because their worker exited before adopting them.', [], () => [[{}, st.redispatched]]);
+    mirrored('drover_connections_redispatched_total', 'Connections re-sent because their worker exited before adopting them.', [], () => [[{}, st.redispatched]]);
     this.dispatchWait = new promClient.Histogram({
       name: 'drover_dispatch_wait_seconds', help: 'Time from accepting a connection to handing it to a worker.',
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1, 10], registers: r,
