@@ -24,6 +24,17 @@ export interface PressureGate {
  * averages each sample, so one isolated stall can slip by: the primary's heartbeat watchdog is
  * the second line.
  */
+/**
+ * The sensor's delay figure for the last sample. When the loop was blocked through a whole sample
+ * the sensor's histogram holds no reading and it reports Infinity, which would shed the next
+ * 250 ms of requests at any threshold (measured: after 300 ms blocks, every following /ping got
+ * 503 with --shed-loop-delay 5s). All that sample says is that the delay was at least one sample
+ * interval: that lower bound is what the threshold is compared with.
+ */
+function loopDelay(reported: number): number {
+  return Number.isFinite(reported) ? reported : SAMPLE_INTERVAL_MS;
+}
+
 export async function createPressureGate(shed: WorkerConfig['shed'], onShed: (reason: ShedReason) => void): Promise<PressureGate | undefined> {
   const enabled = shed.loopDelayMs > 0 || shed.utilization < 1 || shed.heapBytes > 0 || shed.rssBytes > 0;
   if (!enabled) return undefined;
@@ -40,7 +51,7 @@ export async function createPressureGate(shed: WorkerConfig['shed'], onShed: (re
   const usage = () => (sensor as unknown as { memoryUsage(): { eventLoopDelay: number; eventLoopUtilized: number; heapUsed: number; rssBytes: number } }).memoryUsage();
   const reasonNow = (): ShedReason | undefined => {
     const m = usage();
-    if (shed.loopDelayMs > 0 && m.eventLoopDelay > shed.loopDelayMs) return 'event_loop_delay';
+    if (shed.loopDelayMs > 0 && loopDelay(m.eventLoopDelay) > shed.loopDelayMs) return 'event_loop_delay';
     if (shed.utilization < 1 && m.eventLoopUtilized > shed.utilization) return 'event_loop_utilization';
     if (shed.heapBytes > 0 && m.heapUsed > shed.heapBytes) return 'heap';
     if (shed.rssBytes > 0 && m.rssBytes > shed.rssBytes) return 'rss';

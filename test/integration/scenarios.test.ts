@@ -154,4 +154,36 @@ describe('load shedding', () => {
       await d.stop();
     }
   });
+  it('a stall shorter than the threshold sheds nothing (the sensor reads no sample through a block)', async (t) => {
+    // @fastify/under-pressure reports Infinity for a sample its histogram got no reading in, which
+    // happens when a block spans the sample: before drover's gate read that as "at least one
+    // sample interval", every /ping after a 300 ms block got 503 with a 5 s threshold.
+    const d = await startDrover({ args: ['--workers', '1', '--worker-timeout', '60s', '--shed-loop-delay', '5s'] });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const status = (p: string) =>
+      new Promise<number>((resolve, reject) => {
+        http.get(d.url(p), { agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode!));
+        }).on('error', reject);
+      });
+    try {
+      const codes: Record<string, number> = {};
+      for (const ms of [300, 600, 1000]) {
+        for (let rep = 0; rep < 3; rep++) {
+          assert.equal(await status(`/block?ms=${ms}`), 200);
+          // Right after the block, inside the sample that spans it.
+          for (let i = 0; i < 10; i++) {
+            const c = await status('/ping');
+            codes[c] = (codes[c] ?? 0) + 1;
+          }
+        }
+      }
+      t.diagnostic(`/ping right after 300, 600 and 1,000 ms blocks (3 each): ${JSON.stringify(codes)}`);
+      assert.deepEqual(codes, { 200: 90 });
+    } finally {
+      agent.destroy();
+      await d.stop();
+    }
+  });
 });
