@@ -32,10 +32,15 @@ export function takeOverAccept(server: net.Server, onConnection: (status: number
   handle.onconnection = onConnection;
 }
 
-/** The worker's side: a socket over a handle the primary sent, set up as net.Server would for an HTTP server. */
+/**
+ * The worker's side: a socket over a handle the primary sent, set up as an http.Server's own
+ * accept would set it up (net.Server's onconnection, with http.Server's options), so the app
+ * sees the same sockets as under plain node or node:cluster.
+ */
 export function socketFromHandle(handle: TcpHandle): net.Socket {
-  // http.Server disables Nagle on its connections (noDelay defaults to true since node 18);
-  // net.Server applies that at accept time, which in drover happened in the primary.
+  // http.Server disables Nagle on its connections (noDelay defaults to true since node 18).
   handle.setNoDelay?.(true);
-  return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+  // http.Server's sockets are half-open capable: the HTTP layer, not the socket, decides what a
+  // client's FIN means.
+  return new net.Socket({ handle, allowHalfOpen: true, readable: true, writable: true } as net.SocketConstructorOpts);
 }
