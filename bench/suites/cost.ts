@@ -70,10 +70,11 @@ export const costSuite: Suite = {
     if (missing) return { settings: {}, rows: [{ config: {}, values: {}, failed: missing }], derived: {} };
     const configs = p === 'tiny' ? CONFIGS.filter((c) => c.name === 'drover') : [...(p === 'quick' ? CONFIGS.slice(0, 3) : CONFIGS), PERIODIC];
     const workers = p === 'tiny' ? 1 : 2;
-    const warm = p === 'tiny' ? 100 : 3000;
+    const warm = p === 'tiny' ? 100 : 5000;
     const measured = p === 'tiny' ? 50 : 1000;
     const idleS = p === 'tiny' ? 2 : 15;
-    const rounds = p === 'tiny' ? 1 : p === 'quick' ? 3 : 5;
+    // Windows of one process differ by up to ±25 % (GC, JIT): 5 of them for a median that holds.
+    const rounds = p === 'tiny' ? 1 : 5;
     const rows: Row[] = [];
     const perReq = new Map<string, { worker: number; primary: number }>();
     const derivedExtra: Record<string, number> = {};

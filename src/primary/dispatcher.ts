@@ -101,9 +101,10 @@ export class Dispatcher {
     this.route(conn);
   }
 
-  private route(conn: TcpHandle, acceptedAt = performance.now()): void {
+  private route(conn: TcpHandle, acceptedAt?: number): void {
     if (this.closed) return void conn.close();
     const now = performance.now();
+    acceptedAt ??= now;
     const choice = choose(this.workers(), this.opts.mode, this.opts.freshnessMs, now, this.cursor++);
     if (!choice) return this.hold(conn, acceptedAt);
     if (choice.allStale) this.stats.allStale++;
