@@ -48,10 +48,10 @@ const GUIDE: Record<string, string> = {
     '(primary and workers) runs under valgrind\'s callgrind, which counts the instructions it executes whatever else the shared machine does (throughput runs of one ' +
     'configuration here differ by up to 3x). A process started fresh and sent the same requests repeats its count to ' +
     '~1 %; consecutive windows of one running process do not, while the JIT is still warming up or a major GC falls ' +
-    'in one window (the `each window` columns show the spread): read differences under ~10 % in the cluster rows as ' +
-    '"the same". After a JIT warm-up, ' +
+    'in one window (the `each window` columns show the spread; counts still fall after 10,000 warm-up requests, so ' +
+    'medians carry some warm-up): read differences under ~20 % in the cluster rows as "the same". After a JIT warm-up, ' +
     'counted `/ping` requests are sent with keep-alive and with a new connection each; periodic work (heartbeats, ' +
-    'metrics snapshots, the pressure sensor) is measured while idle and subtracted, since callgrind\'s ~50x slowdown ' +
+    'metrics snapshots, the pressure sensor) is measured while idle (the lower of two idle windows) and subtracted, since callgrind\'s ~50x slowdown ' +
     'would charge it to each request ~50x over; it is shown as instructions per second. Instructions are not time ' +
     '(kernel work and cache misses are not counted): this is the CPU work drover adds in user space.',
 };
