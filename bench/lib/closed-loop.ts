@@ -18,7 +18,7 @@ export interface ClosedLoopResult {
 export async function closedLoop(o: { url: string; connections: number; durationS: number; method?: string; body?: string; amount?: number; timeoutS?: number }): Promise<ClosedLoopResult> {
   const latency = newHistogram();
   const failureKinds: Record<string, number> = {};
-  const count = (kind: string) => void (failureKinds[kind] = (failureKinds[kind] ?? 0) + 1);
+  const count = (kind: string) => addFailures(failureKinds, { [kind]: 1 });
   // Without a callback autocannon returns an emitter that is also a promise of the result.
   const instance = autocannon({
     url: o.url, connections: o.connections, duration: o.durationS, amount: o.amount, timeout: o.timeoutS, method: (o.method ?? 'GET') as 'GET', body: o.body,

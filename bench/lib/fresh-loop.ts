@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { newHistogram } from './stats';
-import type { ClosedLoopResult } from './closed-loop';
+import { addFailures, type ClosedLoopResult } from './closed-loop';
 
 /**
  * Closed loop with a new connection per request: `connections` loops, each opening a connection,
@@ -15,7 +15,7 @@ export async function freshLoop(o: { url: string; connections: number; durationS
   let errors = 0;
   let non2xx = 0;
   const failureKinds: Record<string, number> = {};
-  const count = (kind: string) => void (failureKinds[kind] = (failureKinds[kind] ?? 0) + 1);
+  const count = (kind: string) => addFailures(failureKinds, { [kind]: 1 });
   const started = performance.now();
   const until = started + o.durationS * 1000;
   let sent = 0;
