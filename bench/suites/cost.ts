@@ -63,7 +63,7 @@ const PERIODIC: Config = { name: 'drover, idle, default periods', peer: 'drover 
 export const costSuite: Suite = {
   name: 'cost',
   title: 'Cost: instructions per /ping request under callgrind (drover vs bare node:cluster)',
-  estimateS: { tiny: 90, quick: 1400, full: 2800 },
+  estimateS: { tiny: 90, quick: 1800, full: 3600 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const missing = callgrindMissing();
