@@ -7,7 +7,7 @@ export interface ClosedLoopResult {
   reqPerSec: number;
   errors: number;
   non2xx: number;
-  /** What went wrong, with counts: `status 503`, `timeout`, or an error code such as `ECONNRESET`. */
+  /** What went wrong, with counts: `status 503`, an error code such as `ECONNRESET`, or `request timed out`. */
   failureKinds: Record<string, number>;
   /** Every response's time, µs (autocannon's own percentiles have no p95). */
   latency: hdr.Histogram;
