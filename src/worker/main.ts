@@ -7,7 +7,6 @@
 import * as fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { ExitCode } from '../errors';
-import { socketFromHandle, type TcpHandle } from '../tcp-handle';
 import { createLogger } from '../log';
 import {
   PROTOCOL_VERSION,
@@ -16,6 +15,7 @@ import {
   type WorkerConfig,
   type WorkerToPrimary,
 } from '../protocol';
+import { socketFromHandle, type TcpHandle } from '../tcp-handle';
 import { createAppServer } from './app-server';
 import type { Connections } from './connections';
 import { Heartbeat } from './heartbeat';

@@ -16,15 +16,6 @@ export interface PressureGate {
 }
 
 /**
- * Load shedding with @fastify/under-pressure as the sensor. It is a Fastify plugin: registered on
- * a Fastify instance that never listens, it samples event-loop delay, utilization and memory and
- * exposes `memoryUsage()`; the gate in front of the Express app reads those samples on each
- * request. Under pressure, a request gets 503 + Retry-After + `Connection: close`: the client
- * retries on a new connection, which the primary hands to a less busy worker. The sensor
- * averages each sample, so one isolated stall can slip by: the primary's heartbeat watchdog is
- * the second line.
- */
-/**
  * The sensor's delay figure for the last sample. When the loop was blocked through a whole sample
  * the sensor's histogram holds no reading and it reports Infinity, which would shed the next
  * 250 ms of requests at any threshold (measured: after 300 ms blocks, every following /ping got
@@ -35,6 +26,15 @@ function loopDelay(reported: number): number {
   return Number.isFinite(reported) ? reported : SAMPLE_INTERVAL_MS;
 }
 
+/**
+ * Load shedding with @fastify/under-pressure as the sensor. It is a Fastify plugin: registered on
+ * a Fastify instance that never listens, it samples event-loop delay, utilization and memory and
+ * exposes `memoryUsage()`; the gate in front of the Express app reads those samples on each
+ * request. Under pressure, a request gets 503 + Retry-After + `Connection: close`: the client
+ * retries on a new connection, which the primary hands to a less busy worker. The sensor
+ * averages each sample, so one isolated stall can slip by: the primary's heartbeat watchdog is
+ * the second line.
+ */
 export async function createPressureGate(shed: WorkerConfig['shed'], onShed: (reason: ShedReason) => void): Promise<PressureGate | undefined> {
   const enabled = shed.loopDelayMs > 0 || shed.utilization < 1 || shed.heapBytes > 0 || shed.rssBytes > 0;
   if (!enabled) return undefined;
