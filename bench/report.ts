@@ -51,7 +51,7 @@ const GUIDE: Record<string, string> = {
     'in one window (the `each window` columns show the spread; counts still fall after 10,000 warm-up requests, so ' +
     'medians carry some warm-up): read differences under ~20 % in the cluster rows as "the same". After a JIT warm-up, ' +
     'counted `/ping` requests are sent with keep-alive and with a new connection each; periodic work (heartbeats, ' +
-    'metrics snapshots, the pressure sensor) is measured while idle (the lower of two idle windows) and subtracted, since callgrind\'s ~50x slowdown ' +
+    'metrics snapshots, the pressure sensor) is measured while idle (for the request rows, the lower of two idle windows) and subtracted, since callgrind\'s ~50x slowdown ' +
     'would charge it to each request ~50x over; it is shown as instructions per second. Instructions are not time ' +
     '(kernel work and cache misses are not counted): this is the CPU work drover adds in user space.',
 };

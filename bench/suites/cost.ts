@@ -144,7 +144,7 @@ export const costSuite: Suite = {
             ctx.progress(`${config.name}, ${client}: ${warmup} warm-up requests, then ${measured} counted`);
             await load(warmup);
             // Counted in windows, each corrected by the idle rate; the median window is reported:
-            // a major GC lands in one window or another and would swing a single window by ~10 %.
+            // a major GC lands in one window or another and swings a single window by up to ±25 %.
             const windows: { worker: number; primary: number; requests: number; seconds: number }[] = [];
             const failureKinds: Record<string, number> = {};
             ctx.progress(`${config.name}, ${client}: ${idleS}s idle, for the periodic work`);
@@ -273,18 +273,17 @@ async function countDuring<T>(cg: Callgrind, pids: number[], work: () => Promise
 
 function derive(perReq: Map<string, { worker: number; primary: number }>): Record<string, number> {
   const d: Record<string, number> = {};
-  const r = ratio;
   for (const client of ['keep-alive', 'new-connection'] as Client[]) {
     const bare = perReq.get(`node:cluster|${client}`);
     const drover = perReq.get(`drover|${client}`);
     const off = perReq.get(`drover, request metrics off|${client}`);
     if (bare && drover) {
-      d[`${client}: drover / node:cluster, all server instructions per request`] = r(drover.worker + drover.primary, bare.worker + bare.primary);
-      d[`${client}: drover / node:cluster, worker instructions per request`] = r(drover.worker, bare.worker);
+      d[`${client}: drover / node:cluster, all server instructions per request`] = ratio(drover.worker + drover.primary, bare.worker + bare.primary);
+      d[`${client}: drover / node:cluster, worker instructions per request`] = ratio(drover.worker, bare.worker);
       // With keep-alive neither primary sees the requests: only a new connection has a primary cost.
-      if (client === 'new-connection') d[`${client}: drover / node:cluster, primary instructions per request`] = r(drover.primary, bare.primary);
+      if (client === 'new-connection') d[`${client}: drover / node:cluster, primary instructions per request`] = ratio(drover.primary, bare.primary);
     }
-    if (drover && off) d[`${client}: request metrics on / off, worker instructions per request`] = r(drover.worker, off.worker);
+    if (drover && off) d[`${client}: request metrics on / off, worker instructions per request`] = ratio(drover.worker, off.worker);
   }
   return d;
 }
