@@ -17,8 +17,12 @@ export interface RawAnswer {
 
 export interface RawOptions {
   timeoutMs?: number;
-  /** Body to stream after `head`, in chunks, stopped as soon as an answer arrives. */
-  stream?: { chunk: Buffer; total: number; chunked: boolean };
+  /**
+   * Body to stream after `head`, in chunks, stopped as soon as an answer arrives. With `holdMs`,
+   * no body byte goes out until that long has passed without an answer: a server that answers
+   * on the headers alone then answers with 0 body bytes sent, whatever the kernel would buffer.
+   */
+  stream?: { chunk: Buffer; total: number; chunked: boolean; holdMs?: number };
 }
 
 /** Sends `head` (and optionally a streamed body) and reads one response. Never rejects. */
@@ -71,6 +75,6 @@ export function rawExchange(port: number, head: string | Buffer, o: RawOptions =
       }
       if (!done && sentBeforeAnswer < 0 && s.chunked && sent >= s.total) socket.write('0\r\n\r\n');
     };
-    socket.once('connect', pump);
+    socket.once('connect', () => (s.holdMs ? setTimeout(pump, s.holdMs).unref() : pump()));
   });
 }
