@@ -34,10 +34,12 @@ const GUIDE: Record<string, string> = {
     '(one file shared by all workers, WAL) and PostgreSQL when installed. 404s from reads and deletes of already-deleted ' +
     'items are expected and not counted as errors.',
   peers:
-    'What drover\'s primary costs per request: the same demo app and the same `/ping` load under drover (least-busy and ' +
-    'round-robin), a bare `node:cluster` primary that only forks, and pm2 cluster mode, alternated round by round in one ' +
+    'What drover costs per request against its peers: the same demo app and the same `/ping` load under drover (least-busy and ' +
+    'round-robin at their defaults, and least-busy with request metrics, shedding off and metrics snapshots every 60 s), ' +
+    'a bare `node:cluster` primary that only forks, and pm2 cluster mode, alternated round by round in one ' +
     'run, with keep-alive connections (autocannon) and with a new connection per request (a closed-loop client of our ' +
-    'own). The derived ratios are each peer\'s req/s over drover least-busy\'s.',
+    'own). The derived ratios are each peer\'s req/s over drover least-busy\'s, and node:cluster\'s over the lean drover\'s: ' +
+    'with the worker features off, what is left is the primary\'s own cost (dispatch and heartbeats).',
   metrics:
     'How long `GET /metrics` takes as workers are added (each worker holding ~2,000 series), and what the per-request ' +
     'RED metrics cost: `/ping` throughput of the same app with `--request-metrics on` and `off`, alternated in one run. ' +

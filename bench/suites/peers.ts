@@ -1,10 +1,27 @@
 import { closedLoop, describeFailures } from '../lib/closed-loop';
 import { freshLoop } from '../lib/fresh-loop';
-import { PEERS, startPeer, type PeerKind } from '../lib/servers';
+import { startPeer, type PeerKind } from '../lib/servers';
 import { summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
 
 type Client = 'keep-alive' | 'new-connection';
+
+/**
+ * drover with what its workers do besides serving switched off or stretched (request metrics,
+ * the shedding sensor, metrics snapshots every 60 s instead of every second). Heartbeats stay at
+ * their 20 ms default: least-busy dispatch reads them. Against node:cluster this row is the
+ * primary's own cost; against drover's defaults, the cost of those worker features.
+ */
+const LEAN = ['--request-metrics', 'off', '--shed-loop-delay', '0ms', '--metrics-interval', '60s'];
+const BASE = 'drover least-busy';
+const LEAN_NAME = 'drover least-busy, metrics and shedding off';
+const PEERS: { name: string; kind: PeerKind; args?: string[] }[] = [
+  { name: BASE, kind: 'drover least-busy' },
+  { name: 'drover round-robin', kind: 'drover round-robin' },
+  { name: LEAN_NAME, kind: 'drover least-busy', args: LEAN },
+  { name: 'node:cluster', kind: 'node:cluster' },
+  { name: 'pm2 cluster', kind: 'pm2 cluster' },
+];
 
 /**
  * The same app and the same /ping load under drover (both dispatchers), bare node:cluster and pm2
@@ -13,14 +30,15 @@ type Client = 'keep-alive' | 'new-connection';
 export const peersSuite: Suite = {
   name: 'peers',
   title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
-  estimateS: { tiny: 50, quick: 400, full: 1050 },
+  estimateS: { tiny: 65, quick: 600, full: 1700 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const workers = 2;
     const durationS = p === 'tiny' ? 1 : p === 'quick' ? 5 : 10;
     const warmS = p === 'tiny' ? 0.5 : 5;
     // Shared machine: rounds alternate every peer, and ratios are medians over the rounds.
-    const rounds = p === 'full' ? 8 : p === 'quick' ? 4 : 1; // multiples of 4: each peer in each position equally often
+    // Multiples of the peer count: each peer runs in each position equally often.
+    const rounds = p === 'full' ? 2 * PEERS.length : p === 'quick' ? PEERS.length : 1;
     const connections = 10;
     const rows: Row[] = [];
     const rps: Record<string, number[]> = {};
@@ -28,10 +46,10 @@ export const peersSuite: Suite = {
       // Counterbalanced: the order of peers rotates each round, so none always runs first (right
       // after the previous server's exit) or last.
       const order = PEERS.map((_, i) => PEERS[(i + round - 1) % PEERS.length]!);
-      for (const peer of order) {
+      for (const { name: peer, kind, args } of order) {
         let server;
         try {
-          server = await startPeer(peer, workers);
+          server = await startPeer(kind, workers, { args });
         } catch (err) {
           rows.push({ config: { peer, round }, values: {}, failed: `did not start: ${(err as Error).message}` });
           continue;
@@ -58,13 +76,16 @@ export const peersSuite: Suite = {
       }
     }
     const derived: Record<string, number> = {};
+    // Median of the per-round ratios: each round ran every peer back to back.
+    const ratio = (client: Client, peer: string, base: string) => {
+      const over = rps[`${base}|${client}`] ?? [];
+      const ratios = (rps[`${peer}|${client}`] ?? []).map((v, i) => v / (over[i] ?? NaN)).sort((a, b) => a - b);
+      return Math.round((ratios[Math.floor(ratios.length / 2)] ?? NaN) * 100) / 100;
+    };
     for (const client of ['keep-alive', 'new-connection'] as Client[]) {
-      const base = rps[`drover least-busy|${client}`] ?? [];
-      for (const peer of PEERS.filter((x) => x !== 'drover least-busy') as PeerKind[]) {
-        // Median of the per-round ratios: each round ran every peer back to back.
-        const ratios = (rps[`${peer}|${client}`] ?? []).map((v, i) => v / (base[i] ?? NaN)).sort((a, b) => a - b);
-        derived[`${client} req/s ${peer} / drover least-busy`] = Math.round((ratios[Math.floor(ratios.length / 2)] ?? NaN) * 100) / 100;
-      }
+      for (const { name } of PEERS.filter((x) => x.name !== BASE)) derived[`${client} req/s ${name} / ${BASE}`] = ratio(client, name, BASE);
+      // The primary's own cost: the same bare workers behind drover's dispatcher and behind node:cluster's.
+      derived[`${client} req/s node:cluster / ${LEAN_NAME}`] = ratio(client, 'node:cluster', LEAN_NAME);
     }
     return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, rounds, connections, route: '/ping' }, rows, derived };
   },
