@@ -7,7 +7,6 @@ import { ROOT, killTree, run, startDrover } from '../../test/helpers/drover';
 import { freePort } from '../../test/helpers/prometheus';
 
 export type PeerKind = 'drover least-busy' | 'drover round-robin' | 'node:cluster' | 'pm2 cluster';
-export const PEERS: PeerKind[] = ['drover least-busy', 'drover round-robin', 'node:cluster', 'pm2 cluster'];
 
 export interface Server {
   url(p: string): string;

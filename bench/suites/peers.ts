@@ -24,8 +24,9 @@ const PEERS: { name: string; kind: PeerKind; args?: string[] }[] = [
 ];
 
 /**
- * The same app and the same /ping load under drover (both dispatchers), bare node:cluster and pm2
- * cluster mode, alternated round by round in one run: what drover's primary costs per request.
+ * The same app and the same /ping load under drover (both dispatchers, and lean), bare
+ * node:cluster and pm2 cluster mode, alternated round by round in one run: what drover costs per
+ * request, and how much of that is its primary and how much its worker features.
  */
 export const peersSuite: Suite = {
   name: 'peers',
@@ -84,7 +85,7 @@ export const peersSuite: Suite = {
     };
     for (const client of ['keep-alive', 'new-connection'] as Client[]) {
       for (const { name } of PEERS.filter((x) => x.name !== BASE)) derived[`${client} req/s ${name} / ${BASE}`] = ratio(client, name, BASE);
-      // The primary's own cost: the same bare workers behind drover's dispatcher and behind node:cluster's.
+      // With the worker features off, what is left is mostly the primary's cost (dispatch, heartbeats).
       derived[`${client} req/s node:cluster / ${LEAN_NAME}`] = ratio(client, 'node:cluster', LEAN_NAME);
     }
     return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, rounds, connections, route: '/ping' }, rows, derived };
