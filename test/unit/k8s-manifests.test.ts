@@ -4,8 +4,8 @@
  * listens beyond loopback, a grace period longer than drover's stop, workers tied to the CPU
  * limit, selectors and named ports that resolve.
  *
- * Two validators, both from the kubernetes-models packages (devDependency
- * @kubernetes-models/prometheus-operator, which brings kubernetes-models): their JSON-schema
+ * Two validators, both from the kubernetes-models packages (devDependencies kubernetes-models
+ * and @kubernetes-models/prometheus-operator, pinned to 4.x: later releases require Node 22): their JSON-schema
  * validators (types, formats, required fields, enums), and their TypeScript interfaces, which
  * catch what the schemas allow: unknown fields such as a misspelled `livenesProbe`.
  */
@@ -60,7 +60,7 @@ const MODELS: Record<string, { module: string; iface: string }> = {
 };
 
 type ModelClass = new (data: unknown) => { validate(): void };
-/** The packages are ESM-only; this file is CommonJS, so they come in through import(). */
+/** Loaded once, in `before`: the model modules are large and only this file needs them. */
 async function loadModels(): Promise<Record<string, ModelClass>> {
   const mods = await Promise.all([
     import('kubernetes-models/apps/v1/Deployment'),
