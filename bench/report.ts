@@ -39,7 +39,7 @@ const GUIDE: Record<string, string> = {
     'a bare `node:cluster` primary that only forks, and pm2 cluster mode, alternated round by round in one ' +
     'run, with keep-alive connections (autocannon) and with a new connection per request (a closed-loop client of our ' +
     'own). The derived ratios are each peer\'s req/s over drover least-busy\'s, and node:cluster\'s over the lean drover\'s: ' +
-    'with the worker features off, what is left is the primary\'s own cost (dispatch and heartbeats).',
+    'with the worker features off, what is left is mostly the primary\'s cost (dispatch and heartbeats).',
   metrics:
     'How long `GET /metrics` takes as workers are added (each worker holding ~2,000 series), and what the per-request ' +
     'RED metrics cost: `/ping` throughput of the same app with `--request-metrics on` and `off`, alternated in one run. ' +

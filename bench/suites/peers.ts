@@ -9,8 +9,9 @@ type Client = 'keep-alive' | 'new-connection';
 /**
  * drover with what its workers do besides serving switched off or stretched (request metrics,
  * the shedding sensor, metrics snapshots every 60 s instead of every second). Heartbeats stay at
- * their 20 ms default: least-busy dispatch reads them. Against node:cluster this row is the
- * primary's own cost; against drover's defaults, the cost of those worker features.
+ * their 20 ms default: least-busy dispatch reads them. Against node:cluster this row is mostly
+ * the primary's cost (what the workers still do is small); against drover's defaults, the cost of
+ * those worker features.
  */
 const LEAN = ['--request-metrics', 'off', '--shed-loop-delay', '0ms', '--metrics-interval', '60s'];
 const BASE = 'drover least-busy';
