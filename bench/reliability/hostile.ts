@@ -37,7 +37,7 @@ const post = (pathAndQuery: string, body: Buffer | string, type = 'application/j
 const bigBody = (pathAndQuery: string, total: number, declared: number | 'chunked', holdMs?: number) => (port: number) =>
   rawExchange(port, `POST ${pathAndQuery} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${declared === 'chunked' ? 'Transfer-Encoding: chunked' : `Content-Length: ${declared}`}\r\n\r\n`, {
     timeoutMs: 30_000,
-    stream: { chunk: Buffer.alloc(2 ** 20, 0x20), total, chunked: declared === 'chunked', ...(holdMs ? { holdMs } : {}) },
+    stream: { chunk: Buffer.alloc(2 ** 20, 0x20), total, chunked: declared === 'chunked', holdMs },
   });
 
 /**
