@@ -40,3 +40,13 @@ export function percentile(values: number[], p: number): number {
   const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[idx]!;
 }
+
+/**
+ * Ratios of paired rounds (num[i] / den[i]), sorted, and their median (the upper one for an even
+ * count). Suites alternate their configurations round by round, so a per-round ratio cancels
+ * most of what the shared machine does to both.
+ */
+export function roundRatios(num: number[], den: number[]): { sorted: number[]; median: number } {
+  const sorted = num.map((v, i) => v / (den[i] ?? NaN)).sort((a, b) => a - b);
+  return { sorted, median: sorted[Math.floor(sorted.length / 2)] ?? NaN };
+}

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startDrover } from '../../test/helpers/drover';
 import { closedLoop, describeFailures } from '../lib/closed-loop';
-import { percentile, summarize } from '../lib/stats';
+import { percentile, roundRatios, summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
 
 const APP = path.resolve(__dirname, '..', '..', '..', 'bench', 'apps', 'many-series.js');
@@ -78,8 +78,7 @@ export const metricsSuite: Suite = {
         }
       }
     }
-    const ratios = overhead.on.map((on, i) => on / overhead.off[i]!).sort((a, b) => a - b);
-    const ratio = ratios[Math.floor(ratios.length / 2)]!;
+    const { sorted: ratios, median: ratio } = roundRatios(overhead.on, overhead.off);
     return {
       settings: { scrapes, overheadSeconds: overheadS, rounds, connections: 10, appSeriesPerWorker: 1900 },
       rows,

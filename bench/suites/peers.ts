@@ -1,7 +1,7 @@
 import { closedLoop, describeFailures } from '../lib/closed-loop';
 import { freshLoop } from '../lib/fresh-loop';
 import { startPeer, type PeerKind } from '../lib/servers';
-import { summarize } from '../lib/stats';
+import { roundRatios, summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
 
 type Client = 'keep-alive' | 'new-connection';
@@ -79,11 +79,8 @@ export const peersSuite: Suite = {
     }
     const derived: Record<string, number> = {};
     // Median of the per-round ratios: each round ran every peer back to back.
-    const ratio = (client: Client, peer: string, base: string) => {
-      const over = rps[`${base}|${client}`] ?? [];
-      const ratios = (rps[`${peer}|${client}`] ?? []).map((v, i) => v / (over[i] ?? NaN)).sort((a, b) => a - b);
-      return Math.round((ratios[Math.floor(ratios.length / 2)] ?? NaN) * 100) / 100;
-    };
+    const ratio = (client: Client, peer: string, base: string) =>
+      Math.round(roundRatios(rps[`${peer}|${client}`] ?? [], rps[`${base}|${client}`] ?? []).median * 100) / 100;
     for (const client of ['keep-alive', 'new-connection'] as Client[]) {
       for (const { name } of PEERS.filter((x) => x.name !== BASE)) derived[`${client} req/s ${name} / ${BASE}`] = ratio(client, name, BASE);
       // With the worker features off, what is left is mostly the primary's cost (dispatch, heartbeats).
