@@ -6,7 +6,13 @@ import * as readline from 'node:readline';
 import { ROOT, killTree, run, startDrover } from '../../test/helpers/drover';
 import { freePort } from '../../test/helpers/prometheus';
 
-export type PeerKind = 'drover least-busy' | 'drover round-robin' | 'node:cluster' | 'pm2 cluster';
+export type PeerKind = 'drover least-busy' | 'drover round-robin' | 'node:cluster' | 'node:cluster, drover workers' | 'pm2 cluster';
+
+/** The bare primaries: node:cluster forking the demo app, or forking workers built of drover's worker pieces. */
+const CLUSTER_SCRIPTS: Partial<Record<PeerKind, string>> = {
+  'node:cluster': path.join(ROOT, 'bench', 'peers', 'bare-cluster.js'),
+  'node:cluster, drover workers': path.join(ROOT, 'dist', 'bench', 'peers', 'cluster-drover-workers.js'),
+};
 
 export interface Server {
   url(p: string): string;
@@ -41,8 +47,9 @@ export async function startPeer(kind: PeerKind, workers: number, o: RunOptions =
     });
     return { url: (p) => d.url(p), stop: async () => void (await d.stop()), pid: d.pid };
   }
-  if (kind === 'node:cluster') {
-    const child = spawn(o.exec ?? process.execPath, [...(o.execArgv ?? []), path.join(ROOT, 'bench', 'peers', 'bare-cluster.js')], {
+  const script = CLUSTER_SCRIPTS[kind];
+  if (script) {
+    const child = spawn(o.exec ?? process.execPath, [...(o.execArgv ?? []), script], {
       env: { ...process.env, WORKERS: String(workers), PORT: '0', KEEP_ALIVE_TIMEOUT_MS: o.keepAliveTimeoutMs === undefined ? '' : String(o.keepAliveTimeoutMs) },
       stdio: ['ignore', 'pipe', 'inherit'],
       detached: true,

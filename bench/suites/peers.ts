@@ -9,30 +9,37 @@ type Client = 'keep-alive' | 'new-connection';
 /**
  * drover with what its workers do besides serving switched off or stretched (request metrics,
  * the shedding sensor, metrics snapshots every 60 s instead of every second). Heartbeats stay at
- * their 20 ms default: least-busy dispatch reads them. Against node:cluster this row is mostly
- * the primary's cost (what the workers still do is small); against drover's defaults, the cost of
+ * their 20 ms default: least-busy dispatch reads them. Against drover's defaults: the cost of
  * those worker features.
  */
 const LEAN = ['--request-metrics', 'off', '--shed-loop-delay', '0ms', '--metrics-interval', '60s'];
 const BASE = 'drover least-busy';
 const LEAN_NAME = 'drover least-busy, metrics and shedding off';
+/**
+ * node:cluster's own primary over workers built of the lean drover's worker pieces
+ * (bench/peers/cluster-drover-workers.ts). Lean drover / this row is the cost of drover's primary
+ * (dispatch, handle passing, supervision); this row / node:cluster, the cost of the worker pieces.
+ */
+const CONTROL = 'node:cluster, drover workers';
 const PEERS: { name: string; kind: PeerKind; args?: string[] }[] = [
   { name: BASE, kind: 'drover least-busy' },
   { name: 'drover round-robin', kind: 'drover round-robin' },
   { name: LEAN_NAME, kind: 'drover least-busy', args: LEAN },
   { name: 'node:cluster', kind: 'node:cluster' },
+  { name: CONTROL, kind: 'node:cluster, drover workers' },
   { name: 'pm2 cluster', kind: 'pm2 cluster' },
 ];
 
 /**
  * The same app and the same /ping load under drover (both dispatchers, and lean), bare
- * node:cluster and pm2 cluster mode, alternated round by round in one run: what drover costs per
- * request, and how much of that is its primary and how much its worker features.
+ * node:cluster (alone and over drover's worker pieces) and pm2 cluster mode, alternated round by
+ * round in one run: what drover costs per request, and how much of that is its primary, its
+ * workers' pieces and its optional worker features.
  */
 export const peersSuite: Suite = {
   name: 'peers',
   title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
-  estimateS: { tiny: 65, quick: 600, full: 1700 },
+  estimateS: { tiny: 80, quick: 760, full: 2100 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const workers = 2;
@@ -83,8 +90,10 @@ export const peersSuite: Suite = {
       Math.round(roundRatios(rps[`${peer}|${client}`] ?? [], rps[`${base}|${client}`] ?? []).median * 100) / 100;
     for (const client of ['keep-alive', 'new-connection'] as Client[]) {
       for (const { name } of PEERS.filter((x) => x.name !== BASE)) derived[`${client} req/s ${name} / ${BASE}`] = ratio(client, name, BASE);
-      // With the worker features off, what is left is mostly the primary's cost (dispatch, heartbeats).
+      // The whole gap between lean drover and node:cluster, then split: primary, worker pieces.
       derived[`${client} req/s node:cluster / ${LEAN_NAME}`] = ratio(client, 'node:cluster', LEAN_NAME);
+      derived[`${client} req/s ${CONTROL} / ${LEAN_NAME}`] = ratio(client, CONTROL, LEAN_NAME);
+      derived[`${client} req/s node:cluster / ${CONTROL}`] = ratio(client, 'node:cluster', CONTROL);
     }
     return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, rounds, connections, route: '/ping' }, rows, derived };
   },

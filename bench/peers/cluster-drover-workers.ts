@@ -1,0 +1,66 @@
+/**
+ * Control peer for the peers suite: node:cluster's own primary and round-robin scheduler, with
+ * workers that do what a drover worker does in the peers suite's lean configuration (request
+ * metrics off, no shedding sensor, metrics snapshots every 60 s): drover's request path
+ * (createAppServer: connection and request tracking, header limit, server timeouts), a heartbeat
+ * over IPC every 20 ms that feeds the watchdog thread, prom-client's default metrics, and
+ * --enable-source-maps. Against lean drover it isolates drover's primary (dispatcher, handle
+ * passing, supervision); against bare node:cluster, the cost of those worker pieces.
+ * What it leaves out of a drover worker: the primary's protocol (hello, adopted acks, drain).
+ * Prints one JSON line {"msg":"ready","port":N} once every worker listens, as bare-cluster.js.
+ */
+import cluster from 'node:cluster';
+import { createDemoApp } from '../../src/demo/app';
+import { defaults, type DroverOptions } from '../../src/options';
+import { workerExecArgv } from '../../src/primary/start';
+import { workerConfig } from '../../src/primary/worker-config';
+import { createAppServer } from '../../src/worker/app-server';
+import { Heartbeat } from '../../src/worker/heartbeat';
+import { WorkerMetrics } from '../../src/worker/metrics';
+import { createPressureGate } from '../../src/worker/pressure-gate';
+import { startWatchdog } from '../../src/worker/watchdog';
+
+const workers = Number(process.env.WORKERS ?? 2);
+const port = Number(process.env.PORT ?? 0);
+const keepAliveTimeoutMs = process.env.KEEP_ALIVE_TIMEOUT_MS ? Number(process.env.KEEP_ALIVE_TIMEOUT_MS) : defaults.keepAliveTimeoutMs;
+/** The peers suite's lean drover: the flags its LEAN list passes, on drover's defaults. */
+const options = { ...defaults, workers, keepAliveTimeoutMs, requestMetrics: 'off', shedLoopDelayMs: 0, metricsIntervalMs: 60_000 } as DroverOptions;
+
+async function worker(): Promise<void> {
+  const cfg = workerConfig(options, cluster.worker!.id, 1, '');
+  const app = createDemoApp();
+  app.set('x-powered-by', false);
+  const onBeat = startWatchdog({ captureAfterMs: cfg.stackCaptureAfterMs, runtimeDir: cfg.runtimeDir, primaryPid: process.ppid, bindings: {} });
+  const metrics = new WorkerMetrics(() => {});
+  const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
+  const { server, conns } = createAppServer(cfg, app, gate);
+  metrics.inFlightNow = () => conns.counters().inFlight;
+  // Shared through the cluster (not exclusive): node's primary accepts and hands out connections.
+  server.listen(port, '127.0.0.1', () => {
+    conns.state = 'listening';
+    new Heartbeat(cfg.heartbeatIntervalMs, () => conns.counters(), (m) => process.send!(m), onBeat).start();
+    setInterval(() => void metrics.snapshot().then((m) => process.send!({ type: 'drover:metrics', id: 0, metrics: m })), cfg.metricsIntervalMs).unref();
+  });
+}
+
+if (cluster.isPrimary) {
+  cluster.setupPrimary({ execArgv: workerExecArgv(process.execArgv, options) });
+  let listening = 0;
+  for (let i = 0; i < workers; i++) cluster.fork();
+  // Heartbeats and snapshots arrive as 'message' events nobody listens to: received and parsed,
+  // as drover's primary does, then dropped.
+  cluster.on('listening', (_w, address) => {
+    if (++listening === workers) console.log(JSON.stringify({ msg: 'ready', port: address.port }));
+  });
+  const stop = () => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+} else {
+  worker().catch((err: unknown) => {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });
+}
