@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay, performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { createHistogram, performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { HeartbeatMsg, LoopStats } from '../protocol';
 
 export interface RequestCounters {
@@ -10,21 +10,24 @@ export interface RequestCounters {
 
 /** Loop delay, utilization and memory are summarized over this window; beats carry the last summary. */
 const SUMMARY_WINDOW_MS = 1000;
-/**
- * monitorEventLoopDelay records the time between its timer's runs, i.e. resolution + delay;
- * subtract the resolution so an idle loop reads ~0 rather than ~10 ms.
- */
-const ELD_RESOLUTION_MS = 10;
 
 /**
  * Sends a heartbeat every interval. Its arrival is the signal: a worker whose loop is blocked
  * stops beating, which is how the primary's dispatcher and watchdog see it. The cheap counters
  * go in every beat; the costlier summaries (histogram percentiles, memoryUsage()) are refreshed
  * once per window.
+ *
+ * Loop delay is how late each beat's own timer fires (a blocked loop fires it late by the
+ * block), not a monitorEventLoopDelay: that one wakes the loop on a timer of its own every
+ * 10 ms, and on this project's VMs every wake-up of an idle process costs ~0.2 ms of CPU, so it
+ * cost ~20 ms of CPU per second per idle worker for numbers the beats measure anyway (ADR 0009).
  */
 export class Heartbeat {
   private seq = 0;
-  private readonly delay = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
+  /** Lateness of each beat's timer, in ns (a RecordableHistogram takes integers >= 1). */
+  private readonly delay = createHistogram();
+  /** When the pending beat is due (performance.now()); 0 before the first. */
+  private dueAt = 0;
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
   private loop: LoopStats = { delayP50Ms: 0, delayP99Ms: 0, delayMaxMs: 0, utilization: 0 };
   private mem = process.memoryUsage();
@@ -40,7 +43,6 @@ export class Heartbeat {
   ) {}
 
   start(): void {
-    this.delay.enable();
     this.timer = setTimeout(() => this.beat(), this.intervalMs);
     this.timer.unref();
     this.beat();
@@ -48,11 +50,10 @@ export class Heartbeat {
 
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
-    this.delay.disable();
   }
 
   private summarize(now: number): void {
-    const ms = (ns: number) => Math.max(0, ns / 1e6 - ELD_RESOLUTION_MS);
+    const ms = (ns: number) => ns / 1e6;
     const elu = performance.eventLoopUtilization(this.elu);
     this.elu = performance.eventLoopUtilization();
     this.loop = {
@@ -68,6 +69,8 @@ export class Heartbeat {
 
   private beat(): void {
     const now = performance.now();
+    // Early by up to a millisecond is possible (the timer counts from the loop's cached clock).
+    if (this.dueAt > 0) this.delay.record(Math.max(1, Math.round((now - this.dueAt) * 1e6)));
     if (now - this.lastSummary >= SUMMARY_WINDOW_MS) this.summarize(now);
     this.onBeat();
     const c = this.counters();
@@ -84,5 +87,6 @@ export class Heartbeat {
       heapTotalBytes: this.mem.heapTotal,
     });
     this.timer?.refresh();
+    this.dueAt = performance.now() + this.intervalMs;
   }
 }
