@@ -32,6 +32,27 @@ export function statFields(pid: number): string[] | undefined {
   }
 }
 
+/**
+ * CPU time a process has used, in ns, over all its threads (the scheduler's own count from
+ * /proc/<pid>/task/<tid>/schedstat: exact, unlike the 10 ms ticks of /proc/<pid>/stat, which
+ * bill a whole tick to whoever runs when it fires). 0 for a process that is gone.
+ */
+export function cpuNs(pid: number): number {
+  let total = 0;
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        total += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        /* the thread ended meanwhile */
+      }
+    }
+  } catch {
+    /* gone */
+  }
+  return total;
+}
+
 /** Gone = no such process, or a zombie waiting to be reaped (it holds nothing any more). */
 export function gone(pid: number): boolean {
   const state = statFields(pid)?.[0];

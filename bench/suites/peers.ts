@@ -1,7 +1,9 @@
+import { cpuNs } from '../reliability/proc';
+import { descendants } from '../lib/callgrind';
 import { closedLoop, describeFailures } from '../lib/closed-loop';
 import { freshLoop } from '../lib/fresh-loop';
 import { startPeer, type PeerKind } from '../lib/servers';
-import { roundRatios, summarize } from '../lib/stats';
+import { percentile, roundRatios, summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
 
 type Client = 'keep-alive' | 'new-connection';
@@ -39,7 +41,7 @@ const PEERS: { name: string; kind: PeerKind; args?: string[] }[] = [
 export const peersSuite: Suite = {
   name: 'peers',
   title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
-  estimateS: { tiny: 80, quick: 760, full: 2100 },
+  estimateS: { tiny: 90, quick: 900, full: 2400 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const workers = 2;
@@ -51,6 +53,8 @@ export const peersSuite: Suite = {
     const connections = 10;
     const rows: Row[] = [];
     const rps: Record<string, number[]> = {};
+    const idle: Record<string, number[]> = {};
+    const idleS = p === 'tiny' ? 0.5 : 3;
     for (let round = 1; round <= rounds; round++) {
       // Counterbalanced: the order of peers rotates each round, so none always runs first (right
       // after the previous server's exit) or last.
@@ -79,6 +83,18 @@ export const peersSuite: Suite = {
               failed: describeFailures(r.failureKinds),
             });
           }
+          // Idle cost, once warm: CPU the whole process tree uses per second with no traffic
+          // (timers, heartbeats, metrics). pm2's processes are not its children: not measured.
+          if (server.pid !== undefined) {
+            ctx.progress(`round ${round}/${rounds}: ${peer}, idle, ${idleS}s`);
+            await new Promise((r) => setTimeout(r, 1000)); // let the last responses and GC settle
+            const pids = [server.pid, ...descendants(server.pid)];
+            const before = pids.map(cpuNs);
+            await new Promise((r) => setTimeout(r, idleS * 1000));
+            const ms = pids.map(cpuNs).reduce((sum, ns, i) => sum + ns - before[i]!, 0) / 1e6 / idleS;
+            (idle[peer] ??= []).push(ms);
+            rows.push({ config: { peer, client: 'idle', round }, values: { idleCpuMsPerS: Math.round(ms * 10) / 10, processes: pids.length } });
+          }
         } finally {
           await server.stop();
         }
@@ -95,6 +111,7 @@ export const peersSuite: Suite = {
       derived[`${client} req/s ${CONTROL} / ${LEAN_NAME}`] = ratio(client, CONTROL, LEAN_NAME);
       derived[`${client} req/s node:cluster / ${CONTROL}`] = ratio(client, 'node:cluster', CONTROL);
     }
-    return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, rounds, connections, route: '/ping' }, rows, derived };
+    for (const [peer, ms] of Object.entries(idle)) derived[`idle CPU ms per s, ${peer}`] = Math.round(percentile(ms, 50) * 10) / 10;
+    return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, idleSeconds: idleS, rounds, connections, route: '/ping' }, rows, derived };
   },
 };
