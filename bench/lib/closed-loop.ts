@@ -14,14 +14,19 @@ export interface ClosedLoopResult {
   durationS: number;
 }
 
-/** autocannon, closed loop: `connections` keep-alive connections each send as fast as answered (for `durationS`, or until `amount` requests). */
-export async function closedLoop(o: { url: string; connections: number; durationS: number; method?: string; body?: string; amount?: number; timeoutS?: number }): Promise<ClosedLoopResult> {
+/**
+ * autocannon, closed loop: `connections` keep-alive connections each send as fast as answered
+ * (for `durationS`, or until `amount` requests); with `rate`, no faster than that many requests
+ * per second over all connections.
+ */
+export async function closedLoop(o: { url: string; connections: number; durationS: number; method?: string; body?: string; amount?: number; timeoutS?: number; rate?: number }): Promise<ClosedLoopResult> {
   const latency = newHistogram();
   const failureKinds: Record<string, number> = {};
   const count = (kind: string) => addFailures(failureKinds, { [kind]: 1 });
   // Without a callback autocannon returns an emitter that is also a promise of the result.
   const instance = autocannon({
     url: o.url, connections: o.connections, duration: o.durationS, amount: o.amount, timeout: o.timeoutS, method: (o.method ?? 'GET') as 'GET', body: o.body,
+    overallRate: o.rate,
   }) as unknown as Promise<autocannon.Result> & import('node:events').EventEmitter;
   instance.on('response', (_client: unknown, status: number, _bytes: number, responseTime: number) => {
     latency.recordValue(Math.max(1, Math.round(responseTime * 1000)));

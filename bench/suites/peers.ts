@@ -41,7 +41,7 @@ const PEERS: { name: string; kind: PeerKind; args?: string[] }[] = [
 export const peersSuite: Suite = {
   name: 'peers',
   title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
-  estimateS: { tiny: 90, quick: 900, full: 2400 },
+  estimateS: { tiny: 100, quick: 1080, full: 2900 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const workers = 2;
@@ -54,7 +54,10 @@ export const peersSuite: Suite = {
     const rows: Row[] = [];
     const rps: Record<string, number[]> = {};
     const idle: Record<string, number[]> = {};
+    const cpu: Record<string, number[]> = {};
     const idleS = p === 'tiny' ? 0.5 : 3;
+    // Well under what any peer serves here at saturation (>= 2k req/s in the worst rounds seen).
+    const rate = p === 'tiny' ? 200 : 1000;
     for (let round = 1; round <= rounds; round++) {
       // Counterbalanced: the order of peers rotates each round, so none always runs first (right
       // after the previous server's exit) or last.
@@ -83,15 +86,27 @@ export const peersSuite: Suite = {
               failed: describeFailures(r.failureKinds),
             });
           }
-          // Idle cost, once warm: CPU the whole process tree uses per second with no traffic
-          // (timers, heartbeats, metrics). pm2's processes are not its children: not measured.
+          // CPU, which repeats where req/s at saturation does not (a shared VM): the whole process
+          // tree's scheduler time per request at a fixed rate every peer sustains, then per second
+          // with no traffic at all (timers, heartbeats). pm2's processes are not its children.
           if (server.pid !== undefined) {
-            ctx.progress(`round ${round}/${rounds}: ${peer}, idle, ${idleS}s`);
-            await new Promise((r) => setTimeout(r, 1000)); // let the last responses and GC settle
             const pids = [server.pid, ...descendants(server.pid)];
-            const before = pids.map(cpuNs);
-            await new Promise((r) => setTimeout(r, idleS * 1000));
-            const ms = pids.map(cpuNs).reduce((sum, ns, i) => sum + ns - before[i]!, 0) / 1e6 / idleS;
+            const cpuMs = (since: number[]) => pids.map(cpuNs).reduce((sum, ns, i) => sum + ns - since[i]!, 0) / 1e6;
+            ctx.progress(`round ${round}/${rounds}: ${peer}, ${rate} req/s, ${durationS}s`);
+            let before = pids.map(cpuNs);
+            const r = await closedLoop({ url: server.url('/ping'), connections, durationS, rate });
+            const usPerRequest = (cpuMs(before) * 1000) / Math.max(1, r.requests);
+            (cpu[peer] ??= []).push(usPerRequest);
+            rows.push({
+              config: { peer, client: `keep-alive, ${rate} req/s`, round },
+              values: { reqPerSec: Math.round(r.reqPerSec), cpuUsPerRequest: Math.round(usPerRequest), errors: r.errors + r.non2xx },
+              failed: describeFailures(r.failureKinds),
+            });
+            ctx.progress(`round ${round}/${rounds}: ${peer}, idle, ${idleS}s`);
+            await new Promise((res) => setTimeout(res, 1000)); // let the last responses and GC settle
+            before = pids.map(cpuNs);
+            await new Promise((res) => setTimeout(res, idleS * 1000));
+            const ms = cpuMs(before) / idleS;
             (idle[peer] ??= []).push(ms);
             rows.push({ config: { peer, client: 'idle', round }, values: { idleCpuMsPerS: Math.round(ms * 10) / 10, processes: pids.length } });
           }
@@ -111,7 +126,13 @@ export const peersSuite: Suite = {
       derived[`${client} req/s ${CONTROL} / ${LEAN_NAME}`] = ratio(client, CONTROL, LEAN_NAME);
       derived[`${client} req/s node:cluster / ${CONTROL}`] = ratio(client, 'node:cluster', CONTROL);
     }
+    for (const [peer, us] of Object.entries(cpu)) derived[`CPU us per request at ${rate} req/s, ${peer}`] = Math.round(percentile(us, 50));
+    // The split again, in CPU per request (ratios of rounds: > 1 means the first costs more).
+    const cpuRatio = (a: string, b: string) => Math.round(roundRatios(cpu[a] ?? [], cpu[b] ?? []).median * 100) / 100;
+    derived[`CPU per request at ${rate} req/s ${LEAN_NAME} / ${CONTROL}`] = cpuRatio(LEAN_NAME, CONTROL);
+    derived[`CPU per request at ${rate} req/s ${CONTROL} / node:cluster`] = cpuRatio(CONTROL, 'node:cluster');
+    derived[`CPU per request at ${rate} req/s ${BASE} / ${LEAN_NAME}`] = cpuRatio(BASE, LEAN_NAME);
     for (const [peer, ms] of Object.entries(idle)) derived[`idle CPU ms per s, ${peer}`] = Math.round(percentile(ms, 50) * 10) / 10;
-    return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, idleSeconds: idleS, rounds, connections, route: '/ping' }, rows, derived };
+    return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, fixedRate: rate, idleSeconds: idleS, rounds, connections, route: '/ping' }, rows, derived };
   },
 };
