@@ -34,15 +34,19 @@ const GUIDE: Record<string, string> = {
     '(one file shared by all workers, WAL) and PostgreSQL when installed. 404s from reads and deletes of already-deleted ' +
     'items are expected and not counted as errors.',
   peers:
-    'What drover costs per request against its peers: the same demo app and the same `/ping` load under drover (least-busy and ' +
+    'What drover costs against its peers: the same demo app and the same `/ping` load under drover (least-busy and ' +
     'round-robin at their defaults, and least-busy with request metrics, shedding off and metrics snapshots every 60 s), ' +
     'a bare `node:cluster` primary that only forks, the same bare primary over workers built of the lean drover\'s worker ' +
     'pieces (request path with connection tracking, 20 ms heartbeats over IPC with the watchdog thread, prom-client\'s ' +
     'default metrics, `--enable-source-maps`), and pm2 cluster mode, alternated round by round in one ' +
-    'run, with keep-alive connections (autocannon) and with a new connection per request (a closed-loop client of our ' +
-    'own). The derived ratios are each peer\'s req/s over drover least-busy\'s, then the lean drover\'s gap to node:cluster ' +
-    'split in two: the bare primary over drover\'s worker pieces / lean drover is the cost of drover\'s primary (dispatch, ' +
-    'handle passing, supervision); node:cluster / that row is the cost of the worker pieces.',
+    'run. Each peer is measured at saturation with keep-alive connections (autocannon) and with a new connection per ' +
+    'request (a closed-loop client of our own); then, for the peers whose processes are the primary\'s children (not ' +
+    'pm2), the CPU time of the whole process tree (scheduler time from /proc) per request at a fixed, keep-alive rate, and ' +
+    'per second with no traffic. The derived ratios are medians of per-round ratios: each peer\'s req/s over drover ' +
+    'least-busy\'s, then the lean drover\'s gap to node:cluster split in two: the bare primary over drover\'s worker ' +
+    'pieces against lean drover is the cost of drover\'s primary (dispatch, handle passing, supervision); node:cluster ' +
+    'against that row is the cost of the worker pieces. On this shared VM single rounds of one peer vary by tens of ' +
+    'percent, so ratios from 6 rounds move by ±20 % from run to run (ADR 0008).',
   metrics:
     'How long `GET /metrics` takes as workers are added (each worker holding ~2,000 series), and what the per-request ' +
     'RED metrics cost: `/ping` throughput of the same app with `--request-metrics on` and `off`, alternated in one run. ' +
