@@ -69,7 +69,7 @@ export class Heartbeat {
 
   private beat(): void {
     const now = performance.now();
-    // Early by up to a millisecond is possible (the timer counts from the loop's cached clock).
+    // A beat can fire a little before `dueAt` (timers have millisecond resolution): that is 0 late.
     if (this.dueAt > 0) this.delay.record(Math.max(1, Math.round((now - this.dueAt) * 1e6)));
     if (now - this.lastSummary >= SUMMARY_WINDOW_MS) this.summarize(now);
     this.onBeat();
@@ -87,6 +87,7 @@ export class Heartbeat {
       heapTotalBytes: this.mem.heapTotal,
     });
     this.timer?.refresh();
-    this.dueAt = performance.now() + this.intervalMs;
+    // The timer counts from the loop's clock, read before this beat ran: `now` is the closer guess.
+    this.dueAt = now + this.intervalMs;
   }
 }
