@@ -50,7 +50,11 @@ export async function startPeer(kind: PeerKind, workers: number, o: RunOptions =
   const script = CLUSTER_SCRIPTS[kind];
   if (script) {
     const child = spawn(o.exec ?? process.execPath, [...(o.execArgv ?? []), script], {
-      env: { ...process.env, WORKERS: String(workers), PORT: '0', KEEP_ALIVE_TIMEOUT_MS: o.keepAliveTimeoutMs === undefined ? '' : String(o.keepAliveTimeoutMs) },
+      env: {
+        ...process.env, WORKERS: String(workers), PORT: '0', KEEP_ALIVE_TIMEOUT_MS: o.keepAliveTimeoutMs === undefined ? '' : String(o.keepAliveTimeoutMs),
+        // drover flags for the control row's workers (bare-cluster.js runs no drover code and takes none).
+        DROVER_ARGS: JSON.stringify(o.args ?? []),
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
       detached: true,
     });

@@ -1,8 +1,9 @@
 /**
  * Control peer for the peers suite: node:cluster's own primary and round-robin scheduler, with
- * workers that do what a drover worker does in the peers suite's lean configuration (request
- * metrics off, no shedding sensor, metrics snapshots every 60 s): drover's request path
- * (createAppServer: connection and request tracking, header limit, server timeouts), a heartbeat
+ * workers that do what a drover worker does under the drover flags in DROVER_ARGS (a JSON list
+ * of `--flag value` pairs, resolved by drover's own option code; the peers suite passes its lean
+ * flags: request metrics off, no shedding sensor, metrics snapshots every 60 s): drover's request
+ * path (createAppServer: connection and request tracking, header limit, server timeouts), a heartbeat
  * over IPC every 20 ms that feeds the watchdog thread, prom-client's default metrics, and
  * --enable-source-maps. Against lean drover it isolates drover's primary (dispatcher, handle
  * passing, supervision); against bare node:cluster, the cost of those worker pieces.
@@ -11,7 +12,7 @@
  */
 import cluster from 'node:cluster';
 import { createDemoApp } from '../../src/demo/app';
-import { defaults, type DroverOptions } from '../../src/options';
+import { resolveOptions } from '../../src/options';
 import { workerExecArgv } from '../../src/primary/start';
 import { workerConfig } from '../../src/primary/worker-config';
 import { createAppServer } from '../../src/worker/app-server';
@@ -22,9 +23,12 @@ import { startWatchdog } from '../../src/worker/watchdog';
 
 const workers = Number(process.env.WORKERS ?? 2);
 const port = Number(process.env.PORT ?? 0);
-const keepAliveTimeoutMs = process.env.KEEP_ALIVE_TIMEOUT_MS ? Number(process.env.KEEP_ALIVE_TIMEOUT_MS) : defaults.keepAliveTimeoutMs;
-/** The peers suite's lean drover: the flags its LEAN list passes, on drover's defaults. */
-const options = { ...defaults, workers, keepAliveTimeoutMs, requestMetrics: 'off', shedLoopDelayMs: 0, metricsIntervalMs: 60_000 } as DroverOptions;
+const args = JSON.parse(process.env.DROVER_ARGS ?? '[]') as string[];
+const flags: Record<string, string> = { workers: String(workers) };
+for (let i = 0; i + 1 < args.length; i += 2) flags[args[i]!.replace(/^--/, '')] = args[i + 1]!;
+if (process.env.KEEP_ALIVE_TIMEOUT_MS) flags['keep-alive-timeout'] = `${process.env.KEEP_ALIVE_TIMEOUT_MS}ms`;
+// From these flags only, not from DROVER_* variables in the environment: the row runs what the suite asked for.
+const options = resolveOptions(flags, {});
 
 async function worker(): Promise<void> {
   const cfg = workerConfig(options, cluster.worker!.id, 1, '');
@@ -35,6 +39,7 @@ async function worker(): Promise<void> {
   const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
   const { server, conns } = createAppServer(cfg, app, gate);
   metrics.inFlightNow = () => conns.counters().inFlight;
+  if (cfg.requestMetrics) conns.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);
   // Shared through the cluster (not exclusive): node's primary accepts and hands out connections.
   server.listen(port, '127.0.0.1', () => {
     conns.state = 'listening';

@@ -18,8 +18,8 @@ const LEAN = ['--request-metrics', 'off', '--shed-loop-delay', '0ms', '--metrics
 const BASE = 'drover least-busy';
 const LEAN_NAME = 'drover least-busy, metrics and shedding off';
 /**
- * node:cluster's own primary over workers built of the lean drover's worker pieces
- * (bench/peers/cluster-drover-workers.ts). Lean drover / this row is the cost of drover's primary
+ * node:cluster's own primary over workers built of drover's worker pieces, resolved from the same
+ * LEAN flags as the lean row (bench/peers/cluster-drover-workers.ts). Lean drover / this row is the cost of drover's primary
  * (dispatch, handle passing, supervision); this row / node:cluster, the cost of the worker pieces.
  */
 const CONTROL = 'node:cluster, drover workers';
@@ -28,7 +28,7 @@ const PEERS: { name: string; kind: PeerKind; args?: string[] }[] = [
   { name: 'drover round-robin', kind: 'drover round-robin' },
   { name: LEAN_NAME, kind: 'drover least-busy', args: LEAN },
   { name: 'node:cluster', kind: 'node:cluster' },
-  { name: CONTROL, kind: 'node:cluster, drover workers' },
+  { name: CONTROL, kind: 'node:cluster, drover workers', args: LEAN },
   { name: 'pm2 cluster', kind: 'pm2 cluster' },
 ];
 
