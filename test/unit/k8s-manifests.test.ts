@@ -5,9 +5,9 @@
  * limit, selectors and named ports that resolve.
  *
  * Two validators, both from the kubernetes-models packages (devDependencies kubernetes-models
- * and @kubernetes-models/prometheus-operator, pinned to 4.x: later releases require Node 22): their JSON-schema
- * validators (types, formats, required fields, enums), and their TypeScript interfaces, which
- * catch what the schemas allow: unknown fields such as a misspelled `livenesProbe`.
+ * and @kubernetes-models/prometheus-operator, pinned to 4.x: later releases require Node 22):
+ * their JSON-schema validators (types, formats, required fields, enums), and their TypeScript
+ * interfaces, which catch what the schemas allow: unknown fields such as a misspelled `livenesProbe`.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
