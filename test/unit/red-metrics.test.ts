@@ -31,17 +31,26 @@ describe('RED metrics recorded outside prom-client', () => {
       { method: 'BREW', inBytes: 70, outBytes: 200, ms: 2 }, // unknown method, no route
       { path: '/slow', aborted: true, inBytes: 80, outBytes: 0, ms: 45_000 }, // client left: 499, beyond the last bucket
     ];
-    for (const c of cases) {
-      const { req, res } = exchange(socket, c);
-      // startedAt in the past by c.ms: the recorded duration is at least that (plus a few µs).
-      red.record(req, res, performance.now() - c.ms);
-      const method = c.method === 'BREW' ? 'OTHER' : 'GET';
-      const route = c.path ? (c.base ?? '') + c.path : UNMATCHED;
-      const status = c.aborted ? '499' : String(c.status ?? 200);
-      requests.inc({ method, route, status_code: status });
-      duration.observe({ method, route, status_code: status }, c.ms / 1000);
-      reqSize.observe({ method, route }, c.inBytes);
-      resSize.observe({ method, route }, c.outBytes);
+    // RedMetrics reads the clock when a response ends. Held still here, each recorded duration is
+    // exactly c.ms: with a running clock, a stall of 0.5 ms between two lines (seen on a busy CI
+    // machine) moved the 2 ms case past the 2.5 ms bucket bound.
+    const clock = performance.now();
+    // An own property over the prototype's method, deleted in `finally`.
+    Object.defineProperty(performance, 'now', { value: () => clock, configurable: true, writable: true });
+    try {
+      for (const c of cases) {
+        const { req, res } = exchange(socket, c);
+        red.record(req, res, clock - c.ms);
+        const method = c.method === 'BREW' ? 'OTHER' : 'GET';
+        const route = c.path ? (c.base ?? '') + c.path : UNMATCHED;
+        const status = c.aborted ? '499' : String(c.status ?? 200);
+        requests.inc({ method, route, status_code: status });
+        duration.observe({ method, route, status_code: status }, c.ms / 1000);
+        reqSize.observe({ method, route }, c.inBytes);
+        resSize.observe({ method, route }, c.outBytes);
+      }
+    } finally {
+      delete (performance as { now?: unknown }).now;
     }
 
     const ours = red.toJson();
@@ -53,7 +62,7 @@ describe('RED metrics recorded outside prom-client', () => {
       const b = new Map(theirs[i]!.values.map((v) => [key(v), v.value]));
       assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), `${ours[i]!.name}: same series`);
       for (const [k, v] of b) {
-        // Durations differ by the microseconds between the two calls; everything else is exact.
+        // Duration sums are added in floating point in a different order; everything else is exact.
         if (k.startsWith('http_request_duration_seconds_sum')) assert.ok(Math.abs(a.get(k)! - v) < 0.05, k);
         else assert.equal(a.get(k), v, k);
       }
