@@ -33,8 +33,10 @@ export interface DroverOptions {
   dispatch: DispatchMode;
   /** A worker whose last heartbeat is older than this gets no new connection (least-busy). @defaultValue 60 ms */
   dispatchFreshnessMs: number;
-  /** How often workers report to the primary. Must be well under the dispatch freshness. @defaultValue 20 ms */
+  /** How often workers report to the primary while it dispatches new connections (least-busy). Must be well under the dispatch freshness. @defaultValue 20 ms */
   heartbeatIntervalMs: number;
+  /** How often workers report when no new connection came for a second, or with round-robin dispatch (each beat costs two wake-ups; ADR 0010). @defaultValue 100 ms */
+  heartbeatIdleIntervalMs: number;
   /** A listening worker silent this long is stalled: replaced, stack captured, killed. @defaultValue 10 s */
   workerTimeoutMs: number;
   /** A worker that has not listened after this long is killed as a failed boot. @defaultValue 30 s */
@@ -107,6 +109,7 @@ export const defaults: Omit<DroverOptions, 'workers' | 'workersSource' | 'worker
   dispatch: 'least-busy',
   dispatchFreshnessMs: 60,
   heartbeatIntervalMs: 20,
+  heartbeatIdleIntervalMs: 100,
   workerTimeoutMs: 10_000,
   bootTimeoutMs: 30_000,
   killGraceMs: 2_000,
@@ -160,7 +163,8 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'metricsAuth', flag: 'metrics-auth', kind: { oneOf: ['on', 'off'] }, help: 'require the control token on GET /metrics: on | off (default off)' },
   { key: 'dispatch', flag: 'dispatch', kind: { oneOf: ['least-busy', 'round-robin'] }, help: 'connection dispatch: least-busy | round-robin (default least-busy)' },
   { key: 'dispatchFreshnessMs', flag: 'dispatch-freshness', kind: 'duration', min: 1, help: 'skip workers whose heartbeat is older (default 60ms)' },
-  { key: 'heartbeatIntervalMs', flag: 'heartbeat-interval', kind: 'duration', min: 5, help: 'worker heartbeat interval (default 20ms)' },
+  { key: 'heartbeatIntervalMs', flag: 'heartbeat-interval', kind: 'duration', min: 5, help: 'worker heartbeat interval while dispatching (default 20ms)' },
+  { key: 'heartbeatIdleIntervalMs', flag: 'heartbeat-idle-interval', kind: 'duration', min: 5, help: 'heartbeat interval after 1s without new connections (default 100ms)' },
   { key: 'workerTimeoutMs', flag: 'worker-timeout', kind: 'duration', min: 200, help: 'silent this long = stalled, replaced (default 10s)' },
   { key: 'bootTimeoutMs', flag: 'boot-timeout', kind: 'duration', min: 100, help: 'max time for a worker to listen (default 30s)' },
   { key: 'killGraceMs', flag: 'kill-grace', kind: 'duration', min: 0, help: 'SIGTERM to SIGKILL grace (default 2s)' },
@@ -299,6 +303,22 @@ export function resolveOptions(
     throw new DroverError(
       'DROVER_ERR_OPTION',
       `--worker-timeout (${o.workerTimeoutMs}ms) must be longer than --dispatch-freshness (${o.dispatchFreshnessMs}ms).`,
+      ExitCode.USAGE,
+    );
+  }
+  if (o.heartbeatIdleIntervalMs < o.heartbeatIntervalMs) {
+    throw new DroverError(
+      'DROVER_ERR_OPTION',
+      `--heartbeat-idle-interval (${o.heartbeatIdleIntervalMs}ms) must not be shorter than --heartbeat-interval (${o.heartbeatIntervalMs}ms).`,
+      ExitCode.USAGE,
+    );
+  }
+  // The worker's watchdog thread captures a stack after half the worker timeout without a beat:
+  // at least two idle intervals, or it would capture healthy idle workers between their beats.
+  if (o.workerTimeoutMs < 4 * o.heartbeatIdleIntervalMs) {
+    throw new DroverError(
+      'DROVER_ERR_OPTION',
+      `--worker-timeout (${o.workerTimeoutMs}ms) must be at least 4 times --heartbeat-idle-interval (${o.heartbeatIdleIntervalMs}ms).`,
       ExitCode.USAGE,
     );
   }

@@ -9,6 +9,7 @@
  *                      │  ◀──── drover:app-error (then exit APP_LOAD_ERROR)
  *                      │  ◀──── drover:signal (worker got SIGTERM/SIGINT; the primary decides)
  *                      │  drover:collect {id}           ─────────▶ worker
+ *                      │  drover:pace {intervalMs}      ─────────▶ worker (heartbeat interval)
  *                      │  ◀──── drover:metrics {id, metrics} (id 0: periodic push, last one at drain)
  *                    worker: http.Server on a private loopback port (so its timeouts run),
  *                            fed the adopted sockets; the user's Express app inside.
@@ -18,7 +19,8 @@
  * A reload may fork workers from newer files than the running primary: both sides check
  * PROTOCOL_VERSION at hello.
  */
-export const PROTOCOL_VERSION = 1;
+// 2: heartbeats announce their next interval (nextMs), and the primary sets it (drover:pace).
+export const PROTOCOL_VERSION = 2;
 
 /** Loop health over the worker's last summary window (about one second). */
 export interface LoopStats {
@@ -33,6 +35,8 @@ export interface LoopStats {
 export interface HeartbeatMsg {
   type: 'drover:heartbeat';
   seq: number;
+  /** The next beat is due this long after this one: the pace the worker beats at now. */
+  nextMs: number;
   /** Requests being handled right now. */
   inFlight: number;
   /** Open connections (adopted sockets not yet closed). */
@@ -120,8 +124,13 @@ export interface CollectMsg {
   type: 'drover:collect';
   id: number;
 }
+/** Beat at this interval from now on (the primary's heartbeat pace, src/primary/beat-pace.ts). */
+export interface PaceMsg {
+  type: 'drover:pace';
+  intervalMs: number;
+}
 
-export type PrimaryToWorker = SocketMsg | DrainMsg | ProtocolRejectMsg | CollectMsg;
+export type PrimaryToWorker = SocketMsg | DrainMsg | ProtocolRejectMsg | CollectMsg | PaceMsg;
 
 const workerTypes = new Set<string>([
   'drover:hello',
@@ -133,7 +142,7 @@ const workerTypes = new Set<string>([
   'drover:metrics',
   'drover:drained',
 ]);
-const primaryTypes = new Set<string>(['drover:socket', 'drover:drain', 'drover:protocol-reject', 'drover:collect']);
+const primaryTypes = new Set<string>(['drover:socket', 'drover:drain', 'drover:protocol-reject', 'drover:collect', 'drover:pace']);
 
 function hasType(msg: unknown): msg is { type: string } {
   return typeof msg === 'object' && msg !== null && typeof (msg as { type?: unknown }).type === 'string';

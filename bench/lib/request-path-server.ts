@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   } else {
     // Defaults, but for the timeouts: callgrind's ~50x slowdown reads as loop delay, and shed
     // requests (503) would be cheaper ones. The gate still samples and checks each request.
-    const cfg = workerConfig({ ...defaults, workers: 1, shedLoopDelayMs: 60_000, keepAliveTimeoutMs } as DroverOptions, 0, 1, '');
+    const cfg = workerConfig({ ...defaults, workers: 1, shedLoopDelayMs: 60_000, keepAliveTimeoutMs } as DroverOptions, 0, 1, '', defaults.heartbeatIntervalMs);
     const metrics = new WorkerMetrics(() => {});
     const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
     const made = createAppServer(cfg, app, gate);

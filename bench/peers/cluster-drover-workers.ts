@@ -31,7 +31,9 @@ if (process.env.KEEP_ALIVE_TIMEOUT_MS) flags['keep-alive-timeout'] = `${process.
 const options = resolveOptions(flags, {});
 
 async function worker(): Promise<void> {
-  const cfg = workerConfig(options, cluster.worker!.id, 1, '');
+  // Node's scheduler reads no heartbeats: the pace drover's primary sets when dispatch does not
+  // need them (src/primary/beat-pace.ts), as under drover's own round-robin or keep-alive traffic.
+  const cfg = workerConfig(options, cluster.worker!.id, 1, '', options.heartbeatIdleIntervalMs);
   const app = createDemoApp();
   app.set('x-powered-by', false);
   const onBeat = startWatchdog({ captureAfterMs: cfg.stackCaptureAfterMs, runtimeDir: cfg.runtimeDir, primaryPid: process.ppid, bindings: {} });

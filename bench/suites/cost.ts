@@ -38,7 +38,7 @@ const KEEP_ALIVE_TIMEOUT_MS = 60_000;
 // With snapshots every 60 s (the first choice) one lands in some windows and not in others: a
 // primary's idle rate read 7.6M/s in one window and 0.4M/s in the next (a snapshot merge is the
 // likely burst). An hour keeps them out of every window.
-const STRETCHED = ['--heartbeat-interval', '1s', '--metrics-interval', '3600s'];
+const STRETCHED = ['--heartbeat-interval', '1s', '--heartbeat-idle-interval', '1s', '--metrics-interval', '3600s'];
 /** autocannon gives up on a response after 10 s by default; under callgrind a worker can pause longer (the likely cause of 3 failed requests in one run). */
 const SLOW_TIMEOUT_S = 60;
 

@@ -17,6 +17,10 @@ export interface WorkerStatus {
   generation: number;
   uptimeS: number;
   heartbeatAgeMs: number;
+  /** Heartbeats sent since the worker started (the last beat's sequence number). */
+  heartbeats: number | null;
+  /** The interval the last beat announced for the next one. */
+  heartbeatIntervalMs: number | null;
   loopDelayP50Ms: number | null;
   loopDelayP99Ms: number | null;
   loopDelayMaxMs: number | null;
@@ -49,6 +53,8 @@ export interface Status {
     exits: Record<string, number>;
     reloads: { completed: number; aborted: number };
     dispatcher: Dispatcher['stats'] & { queuedNow: number };
+    /** The heartbeat pace the workers are asked to keep (src/primary/beat-pace.ts). */
+    heartbeat: { pace: string; intervalMs: number; paceChanges: number };
   };
   workers: WorkerStatus[];
 }
@@ -65,6 +71,8 @@ function workerStatus(h: WorkerHandle, now: number): WorkerStatus {
     generation: h.generation,
     uptimeS: round((now - h.forkedAt) / 1000),
     heartbeatAgeMs: Math.round(h.beatAge(now)),
+    heartbeats: b?.seq ?? null,
+    heartbeatIntervalMs: b?.nextMs ?? null,
     loopDelayP50Ms: b ? round(b.loop.delayP50Ms, 2) : null,
     loopDelayP99Ms: b ? round(b.loop.delayP99Ms, 2) : null,
     loopDelayMaxMs: b ? round(b.loop.delayMaxMs, 2) : null,
@@ -144,6 +152,7 @@ export class ControlServer {
         exits: { ...s.exits },
         reloads: { completed: s.reloads.completed, aborted: s.reloads.aborted },
         dispatcher: { ...this.dispatcher.stats, queuedNow: this.dispatcher.queuedNow },
+        heartbeat: { pace: this.dispatcher.pace.state, intervalMs: this.dispatcher.pace.intervalMs, paceChanges: this.dispatcher.pace.changes },
       },
       workers: [...s.handles].sort((a, b) => a.slot - b.slot || a.id - b.id).map((h) => workerStatus(h, now)),
     };

@@ -3,7 +3,8 @@ import type { DispatchMode } from '../options';
 /** What the policy needs of a worker; WorkerHandle satisfies it, tests pass plain objects. */
 export interface Candidate {
   serving: boolean;
-  beatAge(now: number): number;
+  /** How long ago its next heartbeat was due (negative: not due yet). */
+  beatLateness(now: number): number;
   load(): number;
 }
 
@@ -16,18 +17,19 @@ export interface Choice<T> {
 /**
  * Pure choice of a worker for one new connection.
  *
- * least-busy: among serving workers with a heartbeat younger than `freshnessMs`, the one with the
- * lowest load; ties go round-robin from `cursor`, so equal workers share evenly. A worker that
- * just started a long request stops beating within one interval and drops out here, which is
- * what Node's round-robin cannot see (it only waits for the previous handoff's ack).
- * If every worker is stale, the least stale one gets it: queueing forever helps nobody.
+ * least-busy: among serving workers whose next heartbeat is at most `lateGraceMs` overdue (fresh),
+ * the one with the lowest load; ties go round-robin from `cursor`, so equal workers share evenly.
+ * A worker that just started a long request stops beating and drops out here once its next beat
+ * is that late, which is what Node's round-robin cannot see (it only waits for the previous
+ * handoff's ack). If every worker is stale, the least late one gets it: queueing forever helps
+ * nobody.
  *
  * round-robin: serving workers in turn, heartbeat ignored (Node's own policy, for comparison).
  */
 export function choose<T extends Candidate>(
   workers: readonly T[],
   mode: DispatchMode,
-  freshnessMs: number,
+  lateGraceMs: number,
   now: number,
   cursor: number,
 ): Choice<T> | undefined {
@@ -36,21 +38,21 @@ export function choose<T extends Candidate>(
   let best: T | undefined;
   let bestLoad = Infinity;
   let leastStale: T | undefined;
-  let leastStaleAge = Infinity;
+  let leastStaleLateness = Infinity;
   for (let k = 0; k < n; k++) {
     const w = workers[(cursor + k) % n]!;
     if (!w.serving) continue;
     if (mode === 'round-robin') return { worker: w, allStale: false };
-    const age = w.beatAge(now);
-    if (age <= freshnessMs) {
+    const late = w.beatLateness(now);
+    if (late <= lateGraceMs) {
       const load = w.load();
       if (load < bestLoad) {
         best = w;
         bestLoad = load;
       }
-    } else if (age < leastStaleAge) {
+    } else if (late < leastStaleLateness) {
       leastStale = w;
-      leastStaleAge = age;
+      leastStaleLateness = late;
     }
   }
   if (best) return { worker: best, allStale: false };

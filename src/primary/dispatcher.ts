@@ -4,12 +4,16 @@ import { getSystemErrorName } from 'node:util';
 import type { Logger } from '../log';
 import type { DispatchMode } from '../options';
 import { takeOverAccept, type TcpHandle } from '../tcp-handle';
+import { BeatPace, type PaceOptions } from './beat-pace';
 import { choose } from './dispatch-policy';
 import type { WorkerHandle } from './worker-handle';
 
 export interface DispatcherOptions {
   mode: DispatchMode;
-  freshnessMs: number;
+  /** A worker whose next heartbeat is later than this is skipped (--dispatch-freshness minus the fast interval). */
+  lateGraceMs: number;
+  /** The workers' heartbeat interval, fast while dispatching (src/primary/beat-pace.ts). */
+  pace: Omit<PaceOptions, 'dispatchUsesBeats'>;
   /** Connections held while no worker can take them (all booting or crashed). */
   maxQueued: number;
   /** A held connection older than this is closed rather than kept waiting. */
@@ -48,6 +52,7 @@ export class Dispatcher {
   readonly stats: DispatchStats = {
     dispatched: 0, allStale: 0, queued: 0, dropped: 0, redispatched: 0, dispatchedBySlot: [],
   };
+  readonly pace: BeatPace;
   private readonly server: net.Server;
   private readonly inflight = new Map<number, InFlight>();
   private queue: { conn: TcpHandle; at: number }[] = [];
@@ -64,6 +69,9 @@ export class Dispatcher {
     // Only binds: once listening, its handle's connections come to accept() instead.
     this.server = net.createServer();
     for (let slot = 0; slot < slots; slot++) this.stats.dispatchedBySlot[slot] = 0;
+    this.pace = new BeatPace({ ...opts.pace, dispatchUsesBeats: opts.mode === 'least-busy' }, (intervalMs) => {
+      for (const h of workers()) if (h.worker.isConnected()) h.worker.send({ type: 'drover:pace', intervalMs });
+    }, performance.now());
   }
 
   listen(port: number, host: string): Promise<number> {
@@ -105,7 +113,7 @@ export class Dispatcher {
     if (this.closed) return void conn.close();
     const now = performance.now();
     acceptedAt ??= now;
-    const choice = choose(this.workers(), this.opts.mode, this.opts.freshnessMs, now, this.cursor++);
+    const choice = choose(this.workers(), this.opts.mode, this.opts.lateGraceMs, now, this.cursor++);
     if (!choice) return this.hold(conn, acceptedAt);
     if (choice.allStale) this.stats.allStale++;
     this.send(conn, choice.worker, acceptedAt, now);
@@ -120,6 +128,7 @@ export class Dispatcher {
     h.dispatchedSinceBeat++;
     h.unacked.add(id);
     this.inflight.set(id, { conn, handle: h });
+    this.pace.onDispatch(now);
     // A bare handle goes as child_process's 'net.Native', which node never closes for us: the
     // primary's descriptor stays open until the worker's ack (onAdopted).
     h.worker.send({ type: 'drover:socket', id }, conn as unknown as net.Socket, (err: Error | null) => {
@@ -170,7 +179,7 @@ export class Dispatcher {
         q.conn.close();
         continue;
       }
-      const choice = choose(this.workers(), this.opts.mode, this.opts.freshnessMs, now, this.cursor++);
+      const choice = choose(this.workers(), this.opts.mode, this.opts.lateGraceMs, now, this.cursor++);
       if (!choice) {
         this.queue.push(q);
         continue;

@@ -140,6 +140,14 @@ export class PrimaryMetrics {
     mirrored('drover_connections_queued_total', 'Connections that waited in the primary because no worker could take them.', [], () => [[{}, st.queued]]);
     mirrored('drover_connections_dropped_total', 'Connections closed because no worker could take them in time.', [], () => [[{}, st.dropped]]);
     mirrored('drover_connections_redispatched_total', 'Connections re-sent because their worker exited before adopting them.', [], () => [[{}, st.redispatched]]);
+    new promClient.Gauge({
+      name: 'drover_heartbeat_interval_seconds',
+      help: 'Interval the workers are asked to beat at: --heartbeat-interval while new connections are dispatched (least-busy), --heartbeat-idle-interval otherwise.',
+      registers: r,
+      collect() {
+        this.set(dispatcher.pace.intervalMs / 1000);
+      },
+    });
     this.dispatchWait = new promClient.Histogram({
       name: 'drover_dispatch_wait_seconds', help: 'Time from accepting a connection to handing it to a worker.',
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.1, 1, 10], registers: r,

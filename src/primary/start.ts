@@ -6,6 +6,7 @@ import { ExitCode } from '../errors';
 import { createLogger } from '../log';
 import type { DroverOptions } from '../options';
 import { ControlServer, VERSION } from './control-server';
+import { QUIET_MS } from './beat-pace';
 import { Dispatcher } from './dispatcher';
 import { createScraper } from './scrape';
 import { Supervisor } from './supervisor';
@@ -31,8 +32,14 @@ export async function startPrimary(opts: DroverOptions): Promise<void> {
   let onHandoff: ((s: number) => void) | undefined;
   const dispatcher = new Dispatcher(
     {
-      mode: opts.dispatch, freshnessMs: opts.dispatchFreshnessMs, maxQueued: MAX_QUEUED_CONNECTIONS,
-      queueTimeoutMs: QUEUE_TIMEOUT_MS, onHandoff: (s) => onHandoff?.(s),
+      mode: opts.dispatch,
+      // --dispatch-freshness is a heartbeat age at the fast pace; beats announce their interval,
+      // so what carries over to any pace is the lateness it allows beyond one interval.
+      lateGraceMs: opts.dispatchFreshnessMs - opts.heartbeatIntervalMs,
+      pace: { fastMs: opts.heartbeatIntervalMs, idleMs: opts.heartbeatIdleIntervalMs, quietMs: QUIET_MS },
+      maxQueued: MAX_QUEUED_CONNECTIONS,
+      queueTimeoutMs: QUEUE_TIMEOUT_MS,
+      onHandoff: (s) => onHandoff?.(s),
     },
     () => supervisor?.handles ?? [],
     log,

@@ -153,6 +153,7 @@ export class Supervisor extends EventEmitter {
     // Replacements of stalled workers were forked above: capacity first, then the kill.
     for (const h of stalled) this.kill(h, 'stalled');
     this.dispatcher.flushQueue();
+    this.dispatcher.pace.tick(now);
   }
 
   private tickShutdown(now: number): void {
@@ -178,7 +179,7 @@ export class Supervisor extends EventEmitter {
   // ---- actions ------------------------------------------------------------------------
 
   private fork(slot: number, now: number): void {
-    const config = workerConfig(this.opts, slot, this.generation, this.runtimeDir);
+    const config = workerConfig(this.opts, slot, this.generation, this.runtimeDir, this.dispatcher.pace.intervalMs);
     const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(config) });
     const h = new WorkerHandle(worker, slot, this.generation, now);
     if (this.opts.maxRequests > 0) h.requestLimit = this.opts.maxRequests + Math.floor(Math.random() * (this.opts.maxRequestsJitter + 1));

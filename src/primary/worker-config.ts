@@ -2,12 +2,13 @@ import type { DroverOptions } from '../options';
 import type { WorkerConfig } from '../protocol';
 
 /** What a worker is told at fork time: the options it needs, in the units it uses. */
-export function workerConfig(opts: DroverOptions, slot: number, generation: number, runtimeDir: string): WorkerConfig {
+export function workerConfig(opts: DroverOptions, slot: number, generation: number, runtimeDir: string, heartbeatIntervalMs: number): WorkerConfig {
   return {
     slot,
     generation,
     app: opts.app,
-    heartbeatIntervalMs: opts.heartbeatIntervalMs,
+    // The current pace (src/primary/beat-pace.ts); later changes come as drover:pace.
+    heartbeatIntervalMs,
     // Half the stall timeout: the stack is on disk well before the primary gives up on the worker.
     stackCaptureAfterMs: Math.max(100, Math.floor(opts.workerTimeoutMs / 2)),
     runtimeDir,

@@ -70,6 +70,11 @@ export class WorkerHandle {
     return now - this.lastBeatAt;
   }
 
+  /** How long ago its next beat was due, by the interval its last beat announced. */
+  beatLateness(now: number): number {
+    return now - this.lastBeatAt - (this.beat?.nextMs ?? 0);
+  }
+
   /** Busy-ness for least-busy dispatch: last reported in-flight plus what we sent since. */
   load(): number {
     return (this.beat?.inFlight ?? 0) + this.dispatchedSinceBeat;

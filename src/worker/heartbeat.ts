@@ -21,6 +21,11 @@ const SUMMARY_WINDOW_MS = 1000;
  * block), not a monitorEventLoopDelay: that one wakes the loop on a timer of its own every
  * 10 ms, and on this project's VM every wake-up of an idle process costs ~0.1-0.2 ms of CPU;
  * dropping it took an idle heartbeat from 18 to 11 ms of CPU per second (ADR 0009).
+ *
+ * The interval is the primary's to set (`setInterval`, from drover:pace): short while it
+ * dispatches new connections and needs to know which loops are free, longer otherwise, as each
+ * beat costs both processes a wake-up (ADR 0010). Every beat announces the interval it was sent
+ * at (`nextMs`), so the primary judges a worker late against the pace it was actually told.
  */
 export class Heartbeat {
   private seq = 0;
@@ -35,7 +40,7 @@ export class Heartbeat {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly intervalMs: number,
+    private intervalMs: number,
     private readonly counters: () => RequestCounters,
     private readonly send: (msg: HeartbeatMsg) => void,
     /** Called on every beat, e.g. to tell the watchdog thread the loop is alive. */
@@ -50,6 +55,25 @@ export class Heartbeat {
 
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
+  }
+
+  /**
+   * Beat at `ms` from now on. Beats once at once: the last beat announced the old interval, and
+   * the primary would otherwise judge this worker against it until the next one (too early when
+   * slowing down, too late when speeding up, which is when the primary wants news now).
+   */
+  setInterval(ms: number): void {
+    if (ms === this.intervalMs) return;
+    this.intervalMs = ms;
+    if (!this.timer) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.beat(), ms);
+    this.timer.unref();
+    this.beat(false);
+  }
+
+  get interval(): number {
+    return this.intervalMs;
   }
 
   private summarize(now: number): void {
@@ -67,16 +91,18 @@ export class Heartbeat {
     this.lastSummary = now;
   }
 
-  private beat(): void {
+  /** `onTime`: fired by the timer (its lateness is loop delay), not sent early by setInterval. */
+  private beat(onTime = true): void {
     const now = performance.now();
     // A beat can fire a little before `dueAt` (timers have millisecond resolution): that is 0 late.
-    if (this.dueAt > 0) this.delay.record(Math.max(1, Math.round((now - this.dueAt) * 1e6)));
+    if (onTime && this.dueAt > 0) this.delay.record(Math.max(1, Math.round((now - this.dueAt) * 1e6)));
     if (now - this.lastSummary >= SUMMARY_WINDOW_MS) this.summarize(now);
     this.onBeat();
     const c = this.counters();
     this.send({
       type: 'drover:heartbeat',
       seq: ++this.seq,
+      nextMs: this.intervalMs,
       inFlight: c.inFlight,
       connections: c.connections,
       requests: c.requests,

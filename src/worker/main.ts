@@ -68,6 +68,8 @@ function pushMetrics(id: number, cb?: () => void): void {
 }
 let conns: Connections | undefined;
 let heartbeat: Heartbeat | undefined;
+/** The heartbeat interval the primary asked for (drover:pace); the configured one until it does. */
+let beatIntervalMs = cfg.heartbeatIntervalMs;
 
 async function runShutdownHook(budgetMs: number): Promise<void> {
   if (!hooks.shutdown) return;
@@ -120,6 +122,10 @@ process.on('message', (msg: unknown, handle: unknown) => {
     }
     case 'drover:collect':
       pushMetrics(msg.id);
+      break;
+    case 'drover:pace':
+      beatIntervalMs = msg.intervalMs;
+      heartbeat?.setInterval(msg.intervalMs);
       break;
     case 'drover:drain':
       void drain(msg.timeoutMs, msg.idleGraceMs);
@@ -214,7 +220,7 @@ async function main(): Promise<void> {
     server.listen({ port: 0, host: '127.0.0.1', exclusive: true }, resolve);
   });
   c.state = 'listening';
-  heartbeat = new Heartbeat(cfg.heartbeatIntervalMs, () => c.counters(), (m) => send(m), onBeat);
+  heartbeat = new Heartbeat(beatIntervalMs, () => c.counters(), (m) => send(m), onBeat);
   heartbeat.start();
   metricsTimer = setTimeout(function push() {
     pushMetrics(0);

@@ -80,6 +80,8 @@ interface WorkerRow {
   phase: string;
   generation: number;
   heartbeatAgeMs: number;
+  heartbeats: number | null;
+  heartbeatIntervalMs: number | null;
   dispatched: number;
   inFlight: number | null;
 }
@@ -88,6 +90,7 @@ interface FullStatus {
     pid: number;
     generation: number;
     dispatcher: { dispatched: number; allStale: number; queued: number; dropped: number; redispatched: number; queuedNow: number };
+    heartbeat: { pace: string; intervalMs: number; paceChanges: number };
   };
   workers: WorkerRow[];
 }
@@ -126,11 +129,11 @@ async function waitStatus<T>(d: Drover, what: string, pick: (s: FullStatus) => T
 
 /**
  * Sends `GET /block?ms=…` on its own connection (not awaited by the caller) and finds the worker it
- * landed on: the one whose heartbeat goes silent. A candidate is a worker seen stale (> 100 ms,
- * above the 60 ms dispatch freshness); it is confirmed once its silence keeps growing past 250 ms.
- * A worker that was only late once (a busy 2-core machine) beats again and is dropped as a
- * candidate instead of being mistaken for the blocked one. `dispatchedWhenStale` is its count at
- * the first stale reading.
+ * landed on: the one whose heartbeat goes silent. A candidate is a worker seen stale (80 ms past
+ * the interval its last beat announced, beyond the 40 ms the dispatcher allows); it is confirmed
+ * once its silence keeps growing past 230 ms beyond it. A worker that was only late once (a busy
+ * 2-core machine) beats again and is dropped as a candidate instead of being mistaken for the
+ * blocked one. `dispatchedWhenStale` is its count at the first stale reading.
  */
 async function blockOne(d: Drover, ms: number, exclude: number[] = []) {
   const request = hit(d.url(`/block?ms=${ms}`), ms + 10_000);
@@ -139,12 +142,13 @@ async function blockOne(d: Drover, ms: number, exclude: number[] = []) {
   for (;;) {
     if (Date.now() > deadline) throw new Error(`no worker went silent after GET /block\n${d.tail()}`);
     const s = await status(d);
+    const late = (w: WorkerRow) => w.heartbeatAgeMs - (w.heartbeatIntervalMs ?? 0);
     if (candidate) {
       const w = s.workers.find((x) => x.pid === candidate!.pid);
-      if (w && w.heartbeatAgeMs > 250) break;
-      if (!w || w.heartbeatAgeMs < 100) candidate = undefined; // it beat again: not the blocked one
+      if (w && late(w) > 230) break;
+      if (!w || late(w) < 80) candidate = undefined; // it beat again: not the blocked one
     }
-    candidate ??= s.workers.find((w) => w.phase === 'listening' && w.heartbeatAgeMs > 100 && !exclude.includes(w.pid));
+    candidate ??= s.workers.find((w) => w.phase === 'listening' && late(w) > 80 && !exclude.includes(w.pid));
     await new Promise((r) => setTimeout(r, 15));
   }
   return { pid: candidate.pid, slot: candidate.slot, dispatchedWhenStale: candidate.dispatched, request };
@@ -571,6 +575,84 @@ describe('least-busy dispatch', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+    await d.stop();
+  });
+});
+
+/** Beats per second of each worker over `ms` of wall time (the /status sequence numbers). */
+async function beatRates(d: Drover, ms: number): Promise<number[]> {
+  const a = await status(d);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = await status(d);
+  const s = (performance.now() - t0) / 1000;
+  return a.workers.map((w) => ((b.workers.find((x) => x.pid === w.pid)?.heartbeats ?? 0) - (w.heartbeats ?? 0)) / s);
+}
+
+describe('heartbeat pace', () => {
+  const started: Drover[] = [];
+  after(async () => {
+    await Promise.all(started.map((d) => d.stop()));
+  });
+
+  it('workers beat at the idle interval without new connections, also under keep-alive traffic, and fast while connections are dispatched', async (t) => {
+    const d = await startDrover({ args: ['--workers', '2'] });
+    started.push(d);
+    const idleAt = (s: FullStatus) =>
+      s.drover.heartbeat.pace === 'idle' && s.workers.every((w) => w.heartbeatIntervalMs === 100) ? s : undefined;
+    await waitStatus(d, 'the pace is idle after a second without connections', idleAt);
+    const idleRates = await beatRates(d, 1000);
+    const metrics = await (await fetch(d.controlUrl('/metrics'))).text();
+
+    // Keep-alive: one connection dispatched, then requests on it for longer than the quiet second.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const ka: Hit[] = [];
+    let stop = false;
+    const stream = (async () => {
+      while (!stop) ka.push(await hit(d.url('/ping'), 5000, agent));
+    })();
+    const duringKeepAlive = await waitStatus(d, 'the pace is idle again during keep-alive traffic', (s) =>
+      ka.length > 0 && idleAt(s) ? s : undefined);
+    const servedBefore = ka.length;
+    await waitStatus(d, 'keep-alive requests keep flowing', () => (ka.length > servedBefore + 20 ? true : undefined));
+    stop = true;
+    await stream;
+    agent.destroy();
+
+    // New connections, one every ~30 ms: the pace is fast while they come.
+    let newConns = true;
+    const conns: Hit[] = [];
+    const dispatching = (async () => {
+      while (newConns) {
+        conns.push(await hit(d.url('/ping')));
+        await new Promise((r) => setTimeout(r, 30));
+      }
+    })();
+    await waitStatus(d, 'the pace is fast while connections come', (s) =>
+      s.drover.heartbeat.pace === 'fast' && s.workers.every((w) => w.heartbeatIntervalMs === 20) ? s : undefined);
+    const fastRates = await beatRates(d, 1000);
+    newConns = false;
+    await dispatching;
+
+    t.diagnostic(`beats/s per worker: idle ${idleRates.map((r) => r.toFixed(1)).join(', ')}; dispatching ${fastRates.map((r) => r.toFixed(1)).join(', ')}`);
+    t.diagnostic(`keep-alive requests: ${ka.length}; new connections: ${conns.length}; pace changes ${duringKeepAlive.drover.heartbeat.paceChanges}`);
+    assert.match(metrics, /^drover_heartbeat_interval_seconds 0\.1$/m);
+    // 100 ms and 20 ms intervals: 10 and 50 a second; bounds generous for a busy machine.
+    for (const r of idleRates) assert.ok(r > 2 && r <= 15, `idle: ${r.toFixed(1)} beats/s`);
+    for (const r of fastRates) assert.ok(r >= 25, `dispatching: ${r.toFixed(1)} beats/s`);
+    assert.deepEqual(errorsOf([...ka, ...conns]), {});
+    await d.stop();
+  });
+
+  it('round-robin dispatch reads no heartbeats: the workers stay at the idle interval', async () => {
+    const d = await startDrover({ args: ['--workers', '2', '--dispatch', 'round-robin'] });
+    started.push(d);
+    const hits = await pool(40, 4, () => hit(d.url('/ping')));
+    const s = await status(d);
+    assert.deepEqual(errorsOf(hits), {});
+    assert.equal(s.drover.heartbeat.pace, 'idle');
+    assert.equal(s.drover.heartbeat.paceChanges, 0);
+    assert.ok(s.workers.every((w) => w.heartbeatIntervalMs === 100), JSON.stringify(s.workers.map((w) => w.heartbeatIntervalMs)));
     await d.stop();
   });
 });

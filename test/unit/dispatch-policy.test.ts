@@ -5,54 +5,60 @@ import { choose, type Candidate } from '../../src/primary/dispatch-policy';
 interface W extends Candidate {
   name: string;
 }
-const w = (name: string, load: number, age: number, serving = true): W => ({
+/** `late`: how long ago the worker's next heartbeat was due (negative: not due yet). */
+const w = (name: string, load: number, late: number, serving = true): W => ({
   name,
   serving,
   load: () => load,
-  beatAge: () => age,
+  beatLateness: () => late,
 });
 
 describe('dispatch policy', () => {
   it('least-busy picks the fresh worker with the lowest load', () => {
     const ws = [w('a', 3, 10), w('b', 1, 10), w('c', 2, 10)];
-    assert.equal(choose(ws, 'least-busy', 60, 0, 0)?.worker.name, 'b');
+    assert.equal(choose(ws, 'least-busy', 40, 0, 0)?.worker.name, 'b');
   });
 
   it('skips stale workers even when they look idle (a just-blocked worker reports 0 in flight)', () => {
     const ws = [w('blocked', 0, 500), w('busy', 4, 5)];
-    const c = choose(ws, 'least-busy', 60, 0, 0)!;
+    const c = choose(ws, 'least-busy', 40, 0, 0)!;
     assert.equal(c.worker.name, 'busy');
     assert.equal(c.allStale, false);
   });
 
   it('falls back to the least stale worker when all are stale, and says so', () => {
     const ws = [w('a', 0, 900), w('b', 0, 300), w('c', 0, 700)];
-    const c = choose(ws, 'least-busy', 60, 0, 0)!;
+    const c = choose(ws, 'least-busy', 40, 0, 0)!;
     assert.equal(c.worker.name, 'b');
     assert.equal(c.allStale, true);
   });
 
   it('never picks a worker that is not serving (booting, draining, stalling)', () => {
     const ws = [w('draining', 0, 1, false), w('ok', 9, 1)];
-    for (let cursor = 0; cursor < 4; cursor++) assert.equal(choose(ws, 'least-busy', 60, 0, cursor)?.worker.name, 'ok');
-    for (let cursor = 0; cursor < 4; cursor++) assert.equal(choose(ws, 'round-robin', 60, 0, cursor)?.worker.name, 'ok');
-    assert.equal(choose([w('x', 0, 1, false)], 'least-busy', 60, 0, 0), undefined);
-    assert.equal(choose([], 'round-robin', 60, 0, 0), undefined);
+    for (let cursor = 0; cursor < 4; cursor++) assert.equal(choose(ws, 'least-busy', 40, 0, cursor)?.worker.name, 'ok');
+    for (let cursor = 0; cursor < 4; cursor++) assert.equal(choose(ws, 'round-robin', 40, 0, cursor)?.worker.name, 'ok');
+    assert.equal(choose([w('x', 0, 1, false)], 'least-busy', 40, 0, 0), undefined);
+    assert.equal(choose([], 'round-robin', 40, 0, 0), undefined);
   });
 
   it('breaks ties round-robin so equal workers share evenly', () => {
     const ws = [w('a', 0, 1), w('b', 0, 1), w('c', 0, 1)];
     const counts: Record<string, number> = {};
     for (let cursor = 0; cursor < 300; cursor++) {
-      const name = choose(ws, 'least-busy', 60, 0, cursor)!.worker.name;
+      const name = choose(ws, 'least-busy', 40, 0, cursor)!.worker.name;
       counts[name] = (counts[name] ?? 0) + 1;
     }
     assert.deepEqual(counts, { a: 100, b: 100, c: 100 });
   });
 
+  it('a worker is fresh up to the grace past its announced next beat, stale after', () => {
+    assert.equal(choose([w('idle', 0, 40), w('busy', 3, -10)], 'least-busy', 40, 0, 0)?.worker.name, 'idle');
+    assert.equal(choose([w('late', 0, 41), w('busy', 3, -10)], 'least-busy', 40, 0, 0)?.worker.name, 'busy');
+  });
+
   it('round-robin ignores load and staleness', () => {
     const ws = [w('a', 50, 5000), w('b', 0, 1)];
-    assert.equal(choose(ws, 'round-robin', 60, 0, 0)?.worker.name, 'a');
-    assert.equal(choose(ws, 'round-robin', 60, 0, 1)?.worker.name, 'b');
+    assert.equal(choose(ws, 'round-robin', 40, 0, 0)?.worker.name, 'a');
+    assert.equal(choose(ws, 'round-robin', 40, 0, 1)?.worker.name, 'b');
   });
 });

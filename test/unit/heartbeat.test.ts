@@ -66,3 +66,47 @@ describe('heartbeat loop delay', () => {
     }
   });
 });
+
+describe('heartbeat pace', () => {
+  it('beats at once on a new interval, announces it in every beat, and keeps to it', async () => {
+    const beats: { at: number; nextMs: number }[] = [];
+    let waiter: { n: number; resolve: () => void } | undefined;
+    const hb = new Heartbeat(20, idle, (m: HeartbeatMsg) => {
+      beats.push({ at: performance.now(), nextMs: m.nextMs });
+      if (waiter && beats.length >= waiter.n) waiter.resolve();
+    });
+    const count = (n: number) => new Promise<void>((resolve) => (beats.length >= n ? resolve() : (waiter = { n, resolve })));
+    const keep = setInterval(() => {}, 1000);
+    try {
+      hb.start();
+      await count(3);
+      assert.ok(beats.every((b) => b.nextMs === 20));
+
+      const before = beats.length;
+      hb.setInterval(200);
+      assert.equal(beats.length, before + 1, 'a beat is sent at once');
+      assert.equal(beats.at(-1)!.nextMs, 200);
+      hb.setInterval(200);
+      assert.equal(beats.length, before + 1, 'the same interval again sends nothing');
+      await count(before + 3);
+      const slow = beats.slice(before);
+      for (let i = 1; i < slow.length; i++) {
+        // Timers fire late, never early (bar the millisecond rounding).
+        assert.ok(slow[i]!.at - slow[i - 1]!.at >= 195, `gap ${slow[i]!.at - slow[i - 1]!.at} ms at the 200 ms pace`);
+        assert.equal(slow[i]!.nextMs, 200);
+      }
+
+      const fastFrom = beats.length;
+      const t0 = performance.now();
+      hb.setInterval(20);
+      assert.equal(beats.length, fastFrom + 1, 'speeding up beats at once too');
+      assert.equal(beats.at(-1)!.nextMs, 20);
+      await count(fastFrom + 6);
+      // Five more beats at 20 ms take ~100 ms; at the old pace they would take 1 s.
+      assert.ok(performance.now() - t0 < 900, `five fast beats took ${performance.now() - t0} ms`);
+    } finally {
+      hb.stop();
+      clearInterval(keep);
+    }
+  });
+});

@@ -51,6 +51,9 @@ describe('options', () => {
     assert.match(err({}, { DROVER_DISPATCH: 'fastest' }), /^environment variable DROVER_DISPATCH: expected one of least-busy, round-robin/);
     assert.match(err({ 'heartbeat-interval': '50ms' }), /--heartbeat-interval \(50ms\) must be at most half of --dispatch-freshness \(60ms\)/);
     assert.match(err({ 'worker-timeout': '200ms', 'dispatch-freshness': '500ms' }), /--worker-timeout \(200ms\) must be longer/);
+    assert.match(err({ 'heartbeat-idle-interval': '10ms' }), /--heartbeat-idle-interval \(10ms\) must not be shorter than --heartbeat-interval \(20ms\)/);
+    assert.match(err({ 'worker-timeout': '300ms' }), /--worker-timeout \(300ms\) must be at least 4 times --heartbeat-idle-interval \(100ms\)/);
+    assert.equal(resolveOptions({ 'worker-timeout': '400ms' }, {}).workerTimeoutMs, 400);
     assert.match(err({ 'log-level': 'loud' }), /--log-level: expected one of fatal, error/);
   });
 });
