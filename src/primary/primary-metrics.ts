@@ -141,6 +141,17 @@ export class PrimaryMetrics {
     mirrored('drover_connections_dropped_total', 'Connections closed because no worker could take them in time.', [], () => [[{}, st.dropped]]);
     mirrored('drover_connections_redispatched_total', 'Connections re-sent because their worker exited before adopting them.', [], () => [[{}, st.redispatched]]);
     new promClient.Gauge({
+      name: 'drover_primary_event_loop_delay_seconds',
+      help: "The primary's event-loop delay over the last second (p50, p99, max), as the lateness of its 100 ms supervisor tick.",
+      labelNames: ['stat'], registers: r,
+      collect() {
+        const d = sup.loopDelay.last;
+        this.set({ stat: 'p50' }, d.p50Ms / 1000);
+        this.set({ stat: 'p99' }, d.p99Ms / 1000);
+        this.set({ stat: 'max' }, d.maxMs / 1000);
+      },
+    });
+    new promClient.Gauge({
       name: 'drover_heartbeat_interval_seconds',
       help: 'Interval the workers are asked to beat at: --heartbeat-interval while new connections are dispatched (least-busy), --heartbeat-idle-interval otherwise.',
       registers: r,

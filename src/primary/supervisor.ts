@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { ExitCode } from '../errors';
+import { LoopDelay } from '../loop-delay';
 import type { Logger } from '../log';
 import type { DroverOptions } from '../options';
 import { PROTOCOL_VERSION, WORKER_CONFIG_ENV, isWorkerMessage, type WorkerToPrimary } from '../protocol';
@@ -46,6 +47,8 @@ export class Supervisor extends EventEmitter {
   /** Drains started, by reason. */
   readonly drains: Record<string, number> = { reload: 0, recycle: 0, memory: 0, 'max-requests': 0, shutdown: 0 };
   readonly reloads: RollingReload;
+  /** The primary's own loop delay, read from the tick timer's lateness (src/loop-delay.ts). */
+  readonly loopDelay = new LoopDelay();
   private bootFailures = 0;
   private exitCode: number = ExitCode.OK;
   private timer: NodeJS.Timeout | undefined;
@@ -63,7 +66,10 @@ export class Supervisor extends EventEmitter {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer = setInterval(() => {
+      this.loopDelay.sample(performance.now(), TICK_MS);
+      this.tick();
+    }, TICK_MS);
     this.tick();
   }
 

@@ -1,4 +1,5 @@
-import { createHistogram, performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { LoopDelay } from '../loop-delay';
 import type { HeartbeatMsg, LoopStats } from '../protocol';
 
 export interface RequestCounters {
@@ -8,19 +9,15 @@ export interface RequestCounters {
   adopted: number;
 }
 
-/** Loop delay, utilization and memory are summarized over this window; beats carry the last summary. */
-const SUMMARY_WINDOW_MS = 1000;
-
 /**
  * Sends a heartbeat every interval. Its arrival is the signal: a worker whose loop is blocked
  * stops beating, which is how the primary's dispatcher and watchdog see it. The cheap counters
  * go in every beat; the costlier summaries (histogram percentiles, memoryUsage()) are refreshed
- * once per window.
+ * once per 1 s window.
  *
- * Loop delay is how late each beat's own timer fires (a blocked loop fires it late by the
- * block), not a monitorEventLoopDelay: that one wakes the loop on a timer of its own every
- * 10 ms, and on this project's VM every wake-up of an idle process costs ~0.1-0.2 ms of CPU;
- * dropping it took an idle heartbeat from 18 to 11 ms of CPU per second (ADR 0009).
+ * Loop delay is how late each beat's own timer fires (src/loop-delay.ts), not a
+ * monitorEventLoopDelay with a 10 ms timer of its own: dropping that took an idle heartbeat from
+ * 18 to 11 ms of CPU per second on this project's VM (ADR 0009).
  *
  * The interval is the primary's to set (`setInterval`, from drover:pace): short while it
  * dispatches new connections and needs to know which loops are free, longer otherwise, as each
@@ -29,14 +26,10 @@ const SUMMARY_WINDOW_MS = 1000;
  */
 export class Heartbeat {
   private seq = 0;
-  /** Lateness of each beat's timer, in ns (a RecordableHistogram takes integers >= 1). */
-  private readonly delay = createHistogram();
-  /** When the pending beat is due (performance.now()); 0 before the first. */
-  private dueAt = 0;
+  private readonly delay = new LoopDelay();
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
   private loop: LoopStats = { delayP50Ms: 0, delayP99Ms: 0, delayMaxMs: 0, utilization: 0 };
   private mem = process.memoryUsage();
-  private lastSummary = performance.now();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -72,31 +65,18 @@ export class Heartbeat {
     this.beat(false);
   }
 
-  get interval(): number {
-    return this.intervalMs;
-  }
-
-  private summarize(now: number): void {
-    const ms = (ns: number) => ns / 1e6;
+  /** The delay window just closed: utilization and memory over the same second. */
+  private summarize(): void {
     const elu = performance.eventLoopUtilization(this.elu);
     this.elu = performance.eventLoopUtilization();
-    this.loop = {
-      delayP50Ms: ms(this.delay.percentile(50)),
-      delayP99Ms: ms(this.delay.percentile(99)),
-      delayMaxMs: ms(this.delay.max),
-      utilization: elu.utilization,
-    };
-    this.delay.reset();
+    const d = this.delay.last;
+    this.loop = { delayP50Ms: d.p50Ms, delayP99Ms: d.p99Ms, delayMaxMs: d.maxMs, utilization: elu.utilization };
     this.mem = process.memoryUsage();
-    this.lastSummary = now;
   }
 
   /** `onTime`: fired by the timer (its lateness is loop delay), not sent early by setInterval. */
   private beat(onTime = true): void {
-    const now = performance.now();
-    // A beat can fire a little before `dueAt` (timers have millisecond resolution): that is 0 late.
-    if (onTime && this.dueAt > 0) this.delay.record(Math.max(1, Math.round((now - this.dueAt) * 1e6)));
-    if (now - this.lastSummary >= SUMMARY_WINDOW_MS) this.summarize(now);
+    if (this.delay.sample(performance.now(), this.intervalMs, onTime)) this.summarize();
     this.onBeat();
     const c = this.counters();
     this.send({
@@ -113,7 +93,5 @@ export class Heartbeat {
       heapTotalBytes: this.mem.heapTotal,
     });
     this.timer?.refresh();
-    // The timer counts from the loop's clock, read before this beat ran: `now` is the closer guess.
-    this.dueAt = now + this.intervalMs;
   }
 }
