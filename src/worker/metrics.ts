@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import * as promClient from 'prom-client';
+import { registerDefaultMetrics } from '../default-metrics';
 import type { MetricJson } from '../protocol';
 import { RedMetrics } from './red-metrics';
 
@@ -45,7 +46,7 @@ export class WorkerMetrics {
   inFlightNow: () => number = () => 0;
 
   constructor(private readonly warn: (msg: string, extra: object) => void) {
-    promClient.collectDefaultMetrics({ register: this.registry });
+    registerDefaultMetrics(this.registry);
   }
 
   /** Counts a request the pressure gate answered with 503. */
