@@ -37,8 +37,8 @@ const GUIDE: Record<string, string> = {
     'What drover costs against its peers: the same demo app and the same `/ping` load under drover (least-busy and ' +
     'round-robin at their defaults, and least-busy with request metrics, shedding off and metrics snapshots every 60 s), ' +
     'a bare `node:cluster` primary that only forks, the same bare primary over workers built of the lean drover\'s worker ' +
-    'pieces (request path with connection tracking, 20 ms heartbeats over IPC with the watchdog thread, prom-client\'s ' +
-    'default metrics, `--enable-source-maps`), and pm2 cluster mode, alternated round by round in one ' +
+    'pieces (request path with connection tracking, heartbeats over IPC at drover\'s idle pace with the watchdog thread, ' +
+    'drover\'s prom-client default metrics, `--enable-source-maps`), and pm2 cluster mode, alternated round by round in one ' +
     'run. Each peer is measured at saturation with keep-alive connections (autocannon) and with a new connection per ' +
     'request (a closed-loop client of our own); then, for the peers whose processes are the primary\'s children (not ' +
     'pm2), the CPU time of the whole process tree (scheduler time from /proc) per request at a fixed, keep-alive rate, and ' +

@@ -10,9 +10,9 @@ type Client = 'keep-alive' | 'new-connection';
 
 /**
  * drover with what its workers do besides serving switched off or stretched (request metrics,
- * the shedding sensor, metrics snapshots every 60 s instead of every second). Heartbeats stay at
- * their 20 ms default: least-busy dispatch reads them. Against drover's defaults: the cost of
- * those worker features.
+ * the shedding sensor, metrics snapshots every 60 s instead of every second). Heartbeats keep
+ * their default pace (20 ms while new connections are dispatched, 100 ms otherwise; ADR 0010).
+ * Against drover's defaults: the cost of those worker features.
  */
 const LEAN = ['--request-metrics', 'off', '--shed-loop-delay', '0ms', '--metrics-interval', '60s'];
 const BASE = 'drover least-busy';
