@@ -3,9 +3,10 @@
  * workers that do what a drover worker does under the drover flags in DROVER_ARGS (a JSON list
  * of `--flag value` pairs, resolved by drover's own option code; the peers suite passes its lean
  * flags: request metrics off, no shedding sensor, metrics snapshots every 60 s): drover's request
- * path (createAppServer: connection and request tracking, header limit, server timeouts), a heartbeat
- * over IPC that feeds the watchdog thread (at drover's idle pace, 100 ms: Node's scheduler reads
- * no beats), drover's set of prom-client default metrics, and --enable-source-maps. Against lean drover it isolates drover's primary (dispatcher, handle
+ * path (createAppServer: connection and request tracking, header limit, server timeouts), a
+ * heartbeat over IPC that feeds the watchdog thread (at drover's idle pace, 100 ms: Node's
+ * scheduler reads no beats), drover's set of prom-client default metrics, and
+ * --enable-source-maps. Against lean drover it isolates drover's primary (dispatcher, handle
  * passing, supervision); against bare node:cluster, the cost of those worker pieces.
  * What it leaves out of a drover worker: the primary's protocol (hello, adopted acks, drain).
  * Prints one JSON line {"msg":"ready","port":N} once every worker listens, as bare-cluster.js.

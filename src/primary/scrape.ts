@@ -1,12 +1,12 @@
 import { performance } from 'node:perf_hooks';
 import * as promClient from 'prom-client';
+import { registerDefaultMetrics } from '../default-metrics';
+import type { MetricJson } from '../protocol';
 import type { Dispatcher } from './dispatcher';
 import { MetricsStore } from './metrics-store';
 import { PrimaryMetrics } from './primary-metrics';
 import type { Supervisor } from './supervisor';
 import type { WorkerHandle } from './worker-handle';
-import { registerDefaultMetrics } from '../default-metrics';
-import type { MetricJson } from '../protocol';
 
 /** prom-client's default metrics with a counter's suffix on a gauge: promtool rejects them. */
 const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];

@@ -19,7 +19,7 @@ export interface RequestCounters {
  * monitorEventLoopDelay with a 10 ms timer of its own: dropping that took an idle heartbeat from
  * 18 to 11 ms of CPU per second on this project's VM (ADR 0009).
  *
- * The interval is the primary's to set (`setInterval`, from drover:pace): short while it
+ * The interval is the primary's to set (`setIntervalMs`, from drover:pace): short while it
  * dispatches new connections and needs to know which loops are free, longer otherwise, as each
  * beat costs both processes a wake-up (ADR 0010). Every beat announces the interval it was sent
  * at (`nextMs`), so the primary judges a worker late against the pace it was actually told.
@@ -46,8 +46,10 @@ export class Heartbeat {
     this.beat();
   }
 
+  /** For good (drain): a pace change after this does not start it again. */
   stop(): void {
-    if (this.timer) clearTimeout(this.timer);
+    clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   /**
@@ -55,7 +57,7 @@ export class Heartbeat {
    * the primary would otherwise judge this worker against it until the next one (too early when
    * slowing down, too late when speeding up, which is when the primary wants news now).
    */
-  setInterval(ms: number): void {
+  setIntervalMs(ms: number): void {
     if (ms === this.intervalMs) return;
     this.intervalMs = ms;
     if (!this.timer) return;
@@ -74,7 +76,7 @@ export class Heartbeat {
     this.mem = process.memoryUsage();
   }
 
-  /** `onTime`: fired by the timer (its lateness is loop delay), not sent early by setInterval. */
+  /** `onTime`: fired by the timer (its lateness is loop delay), not sent early by setIntervalMs. */
   private beat(onTime = true): void {
     if (this.delay.sample(performance.now(), this.intervalMs, onTime)) this.summarize();
     this.onBeat();

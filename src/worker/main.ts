@@ -125,7 +125,7 @@ process.on('message', (msg: unknown, handle: unknown) => {
       break;
     case 'drover:pace':
       beatIntervalMs = msg.intervalMs;
-      heartbeat?.setInterval(msg.intervalMs);
+      heartbeat?.setIntervalMs(msg.intervalMs);
       break;
     case 'drover:drain':
       void drain(msg.timeoutMs, msg.idleGraceMs);

@@ -83,10 +83,10 @@ describe('heartbeat pace', () => {
       assert.ok(beats.every((b) => b.nextMs === 20));
 
       const before = beats.length;
-      hb.setInterval(200);
+      hb.setIntervalMs(200);
       assert.equal(beats.length, before + 1, 'a beat is sent at once');
       assert.equal(beats.at(-1)!.nextMs, 200);
-      hb.setInterval(200);
+      hb.setIntervalMs(200);
       assert.equal(beats.length, before + 1, 'the same interval again sends nothing');
       await count(before + 3);
       const slow = beats.slice(before);
@@ -98,12 +98,18 @@ describe('heartbeat pace', () => {
 
       const fastFrom = beats.length;
       const t0 = performance.now();
-      hb.setInterval(20);
+      hb.setIntervalMs(20);
       assert.equal(beats.length, fastFrom + 1, 'speeding up beats at once too');
       assert.equal(beats.at(-1)!.nextMs, 20);
       await count(fastFrom + 6);
       // Five more beats at 20 ms take ~100 ms; at the old pace they would take 1 s.
       assert.ok(performance.now() - t0 < 900, `five fast beats took ${performance.now() - t0} ms`);
+
+      // Stopped (a draining worker): a pace change does not start it again.
+      hb.stop();
+      const stoppedAt = beats.length;
+      hb.setIntervalMs(200);
+      assert.equal(beats.length, stoppedAt, 'no beat after stop()');
     } finally {
       hb.stop();
       clearInterval(keep);
