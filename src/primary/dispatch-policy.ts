@@ -3,6 +3,10 @@ import type { DispatchMode } from '../options';
 /** What the policy needs of a worker; WorkerHandle satisfies it, tests pass plain objects. */
 export interface Candidate {
   serving: boolean;
+  /** Connections handed to it that it has not acknowledged yet (round-robin waits for 0). */
+  readonly pendingHandoffs: number;
+  /** When it last became free of unacknowledged handoffs (round-robin serves the longest free first). */
+  readonly freeSince: number;
   /** How long ago its next heartbeat was due (negative: not due yet). */
   beatLateness(now: number): number;
   load(): number;
@@ -24,7 +28,12 @@ export interface Choice<T> {
  * handoff's ack). If every worker is stale, the least late one gets it: queueing forever helps
  * nobody.
  *
- * round-robin: serving workers in turn, heartbeat ignored (Node's own policy, for comparison).
+ * round-robin: Node's own policy (lib/internal/cluster/round_robin_handle.js), so that comparing
+ * the two compares drover with node:cluster: heartbeat and load ignored, but a worker gets a new
+ * connection only once it has acknowledged its previous one, and the worker free the longest goes
+ * first. When every serving worker still owes an ack, there is no choice: the connection waits in
+ * the dispatcher's queue until an ack frees a worker, as it waits in node:cluster's primary. A
+ * blocked worker therefore holds at most one waiting connection (ADR 0012).
  */
 export function choose<T extends Candidate>(
   workers: readonly T[],
@@ -39,10 +48,17 @@ export function choose<T extends Candidate>(
   let bestLoad = Infinity;
   let leastStale: T | undefined;
   let leastStaleLateness = Infinity;
+  let longestFree = Infinity;
   for (let k = 0; k < n; k++) {
     const w = workers[(cursor + k) % n]!;
     if (!w.serving) continue;
-    if (mode === 'round-robin') return { worker: w, allStale: false };
+    if (mode === 'round-robin') {
+      if (w.pendingHandoffs === 0 && w.freeSince < longestFree) {
+        best = w;
+        longestFree = w.freeSince;
+      }
+      continue;
+    }
     const late = w.beatLateness(now);
     if (late <= lateGraceMs) {
       const load = w.load();

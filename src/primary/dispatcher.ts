@@ -26,7 +26,10 @@ export interface DispatchStats {
   dispatched: number;
   /** Dispatches where every serving worker had a stale heartbeat. */
   allStale: number;
-  /** Connections that had to wait for a worker to exist. */
+  /**
+   * Connections that had to wait in the primary: no worker serving yet (all booting or crashed),
+   * or under round-robin every worker still owing the ack of its previous handoff.
+   */
   queued: number;
   /** Connections closed because no worker could take them in time, or the queue was full. */
   dropped: number;
@@ -149,10 +152,15 @@ export class Dispatcher {
   /** The worker owns the connection now: close the primary's copy of the descriptor (no FIN is sent). */
   onAdopted(h: WorkerHandle, id: number): void {
     const entry = this.inflight.get(id);
-    h.unacked.delete(id);
-    if (!entry) return;
-    this.inflight.delete(id);
-    entry.conn.close();
+    if (entry) {
+      this.inflight.delete(id);
+      entry.conn.close();
+    }
+    if (h.unacked.delete(id) && h.unacked.size === 0) {
+      h.freeSince = performance.now();
+      // Under round-robin a queued connection waits for exactly this: a worker free of handoffs.
+      if (this.queue.length > 0) this.flushQueue();
+    }
   }
 
   /** A worker exited: connections it never acknowledged go to someone else. */

@@ -25,6 +25,8 @@ export class WorkerHandle {
   dispatchedSinceBeat = 0;
   /** Sockets sent and not yet acknowledged, by dispatch id. */
   readonly unacked = new Set<number>();
+  /** performance.now() when `unacked` last became empty (fork time until then): round-robin's order. */
+  freeSince: number;
   /** Set when the worker is to be replaced: it serves until its successor listens, then drains. */
   retiring: 'reload' | 'recycle' | 'memory' | 'max-requests' | undefined;
   /** Requests after which the worker is recycled (--max-requests plus its jitter), if set. */
@@ -47,6 +49,7 @@ export class WorkerHandle {
     this.pid = worker.process.pid ?? 0;
     this.forkedAt = now;
     this.lastBeatAt = now;
+    this.freeSince = now;
   }
 
   get id(): number {
@@ -60,6 +63,10 @@ export class WorkerHandle {
    */
   get serving(): boolean {
     return this.phase === 'listening' && this.worker.isConnected();
+  }
+
+  get pendingHandoffs(): number {
+    return this.unacked.size;
   }
 
   get alive(): boolean {

@@ -254,7 +254,7 @@ describe('least-busy dispatch', () => {
     await stopWithBlocked(d, [blocked.pid]);
   });
 
-  it('contrast: with --dispatch round-robin new connections do wait for the blocked worker', async (t) => {
+  it('contrast: --dispatch round-robin is Node\'s policy: the blocked worker takes exactly one more connection, which waits', async (t) => {
     const d = await startDrover({ args: ['--workers', '4', '--worker-timeout', '30s', ...NO_SHEDDING, '--dispatch', 'round-robin'] });
     started.push(d);
     const blocked = await blockOne(d, 3000);
@@ -265,12 +265,36 @@ describe('least-busy dispatch', () => {
     const onBlocked = hits.filter((h) => h.pid === blocked.pid);
 
     t.diagnostic(`latency ${latencySummary(hits)}; ${waited.length}/20 took > 1 s; ${onBlocked.length}/20 answered by the blocked worker`);
-    t.diagnostic(`blocked worker dispatched: ${blocked.dispatchedWhenStale} when stale, ${bw.dispatched} after the load`);
+    t.diagnostic(`blocked worker dispatched: ${blocked.dispatchedWhenStale} when stale, ${bw.dispatched} after the load; dispatcher ${JSON.stringify(st.drover.dispatcher)}`);
 
     assert.deepEqual(errorsOf(hits), {}, 'they all succeed in the end (once the block is over)');
-    assert.ok(bw.dispatched > blocked.dispatchedWhenStale, 'round-robin handed connections to the stale worker');
-    assert.ok(onBlocked.length > 0, 'some responses came from the blocked worker');
-    assert.ok(waited.length > 0, 'some requests waited more than 1 s');
+    // Node's round-robin (and drover's, which is the same policy) cannot see a blocked loop, but it
+    // waits for the ack of a handoff before the next one: the blocked worker got its turn once and,
+    // unable to ack, no more.
+    assert.equal(bw.dispatched - blocked.dispatchedWhenStale, 1, 'round-robin handed the blocked worker exactly one connection');
+    assert.equal(onBlocked.length, 1, 'exactly one response came from the blocked worker');
+    assert.ok(waited.length >= 1, 'that request waited more than 1 s (least-busy would have sent it elsewhere)');
+    await blocked.request;
+    await d.stop();
+  });
+
+  it('round-robin: with every worker owing an ack, new connections wait in the primary and go out as acks come', async (t) => {
+    const d = await startDrover({ args: ['--workers', '1', '--worker-timeout', '30s', ...NO_SHEDDING, '--dispatch', 'round-robin'] });
+    started.push(d);
+    const blocked = await blockOne(d, 1500);
+    const before = await status(d);
+    const pings = [0, 1, 2].map(() => hit(d.url('/ping')));
+    const during = await waitStatus(d, 'two connections wait in the primary', (s) => (s.drover.dispatcher.queuedNow === 2 ? s : undefined));
+    const hits = await Promise.all(pings);
+    const st = await status(d);
+    t.diagnostic(`latency ${latencySummary(hits)}; dispatcher before ${JSON.stringify(before.drover.dispatcher)}, during ${JSON.stringify(during.drover.dispatcher)}, after ${JSON.stringify(st.drover.dispatcher)}`);
+
+    assert.equal(during.workers[0]!.dispatched - blocked.dispatchedWhenStale, 1, 'one handoff went to the blocked worker, the others waited');
+    assert.deepEqual(errorsOf(hits), {}, 'all three answered once the block ended');
+    assert.equal(st.drover.dispatcher.queued - before.drover.dispatcher.queued, 2);
+    assert.equal(st.drover.dispatcher.queuedNow, 0);
+    assert.equal(st.drover.dispatcher.dropped, 0);
+    assert.equal(st.workers[0]!.dispatched - blocked.dispatchedWhenStale, 3);
     await blocked.request;
     await d.stop();
   });

@@ -6,9 +6,11 @@ interface W extends Candidate {
   name: string;
 }
 /** `late`: how long ago the worker's next heartbeat was due (negative: not due yet). */
-const w = (name: string, load: number, late: number, serving = true): W => ({
+const w = (name: string, load: number, late: number, serving = true, pendingHandoffs = 0, freeSince = 0): W => ({
   name,
   serving,
+  pendingHandoffs,
+  freeSince,
   load: () => load,
   beatLateness: () => late,
 });
@@ -56,8 +58,20 @@ describe('dispatch policy', () => {
     assert.equal(choose([w('late', 0, 41), w('busy', 3, -10)], 'least-busy', 40, 0, 0)?.worker.name, 'busy');
   });
 
-  it('round-robin ignores load and staleness', () => {
-    const ws = [w('a', 50, 5000), w('b', 0, 1)];
+  it('round-robin (Node\'s policy) ignores load and staleness, and serves the worker free the longest first', () => {
+    const ws = [w('a', 50, 5000, true, 0, 30), w('b', 0, 1, true, 0, 10), w('c', 0, 1, true, 0, 20)];
+    for (let cursor = 0; cursor < 3; cursor++) assert.equal(choose(ws, 'round-robin', 40, 0, cursor)?.worker.name, 'b');
+    assert.equal(choose([w('stale', 50, 5000, true, 0, 5), w('fresh', 0, 1, true, 0, 6)], 'round-robin', 40, 0, 0)?.worker.name, 'stale');
+  });
+
+  it('round-robin waits for the ack: a worker owing one gets nothing, and none free means no choice (queue)', () => {
+    const ws = [w('owes', 0, 1, true, 1, 0), w('free', 9, 1, true, 0, 50)];
+    for (let cursor = 0; cursor < 2; cursor++) assert.equal(choose(ws, 'round-robin', 40, 0, cursor)?.worker.name, 'free');
+    assert.equal(choose([w('a', 0, 1, true, 1), w('b', 0, 1, true, 2)], 'round-robin', 40, 0, 0), undefined);
+  });
+
+  it('round-robin over workers freed at the same moment takes turns by cursor', () => {
+    const ws = [w('a', 0, 1), w('b', 0, 1)];
     assert.equal(choose(ws, 'round-robin', 40, 0, 0)?.worker.name, 'a');
     assert.equal(choose(ws, 'round-robin', 40, 0, 1)?.worker.name, 'b');
   });
