@@ -65,8 +65,9 @@ function readConfig(): IoConfig {
   return {
     upstreamUrl: raw?.replace(/\/+$/, ''),
     timeoutMs: envInt('UPSTREAM_TIMEOUT_MS', 5_000, 1, 600_000),
-    // Sized for waiting, not computing: each busy thread holds one child process that mostly
-    // sleeps. drover's default pool (cores / 2 threads) would serialize blocking calls.
+    // Sized for waiting, not computing: a busy thread sleeps in Atomics.wait while its helper
+    // thread waits on the socket (./sync-http), so threads beyond the cores cost memory, not CPU.
+    // drover's default pool (cores / 2 threads) would serialize blocking calls.
     offloadThreads: envInt('IO_OFFLOAD_THREADS', 16, 1, 256),
     dataDir: path.resolve(process.env.DEMO_DATA_DIR || DEFAULT_DATA_DIR),
   };
