@@ -2,15 +2,15 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { SuiteResult } from './lib/suite';
 
-/** One line per client kind × handler × dispatch, from the workers suite's rows. */
+/** One line per peer × client kind × big work × handler, from the workers suite's rows. */
 function series(r: SuiteResult): { workers: number; p95: number; series: string }[] {
   const out: { workers: number; p95: number; series: string }[] = [];
   for (const row of r.rows) {
     if (row.failed) continue;
     const c = row.config;
-    const big = c.big === 's3' ? 'S3 ingest' : 'S0 clients';
+    const big = c.big === 's3' ? 'S3 ingest (small bodies)' : c.big === 'block' ? '400 ms block' : 'S0 clients';
     const handler = c.mode === 'naive' ? 'naive' : c.mode === 'stream' ? 'streamJson' : 'offload';
-    const name = c.client === 'new-connection' ? `new connection, ${c.dispatch}, ${big} ${handler}` : `keep-alive, ${big} ${handler}`;
+    const name = `${c.peer}, ${c.client}, ${big} ${handler}`;
     out.push({ workers: c.workers as number, p95: row.values.smallP95 as number, series: name });
   }
   return out;
@@ -27,7 +27,7 @@ export async function workersChart(r: SuiteResult): Promise<string> {
     mark: { type: 'line', point: true },
     encoding: {
       x: { field: 'workers', type: 'ordinal', title: 'workers' },
-      y: { field: 'p95', type: 'quantitative', scale: { type: 'log' }, title: 'p95 of /ping, ms (log scale)' },
+      y: { field: 'p95', type: 'quantitative', scale: { type: 'log' }, title: 'p95 of the small requests, ms (log scale)' },
       color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'right', columns: 1, labelLimit: 400 } },
     },
     config: { background: 'white' },

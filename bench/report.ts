@@ -10,15 +10,25 @@ import type { Row, SuiteResult } from './lib/suite';
 /** What each suite shows, in the order the report lists them. Prose only: numbers come from results. */
 const GUIDE: Record<string, string> = {
   workers:
-    'The headline. Small `GET /ping` requests arrive at a fixed rate (open loop: latency counts from the intended send ' +
-    'time, so queueing behind a stall is included) while one client keeps fetching the S0 payload (40,000 nested ' +
-    'records, ~23 MB). New-connection rows compare Node-style round-robin with drover\'s least-busy dispatch: only a new ' +
-    'connection can be steered away from a worker that is busy serializing. Keep-alive rows compare the naive ' +
-    '`res.json()` handler with drover\'s time-sliced `streamJson()`: a keep-alive client stays on its worker, so only a ' +
-    'handler that keeps the loop free helps it. `baselineP95` is the same configuration before the big client starts; ' +
-    '`closedLoopP95` is what a closed-loop tool would have reported (time from actual send). What it means for choosing ' +
-    'a worker count: with new connections, p95 falls with more workers only under least-busy dispatch; with keep-alive ' +
-    'clients it falls only where handlers yield the loop.',
+    'Small requests arrive at a fixed rate (open loop: latency counts from the intended send time, so queueing behind a ' +
+    'stall is included) while one client keeps big work in flight: the S0 payload (40,000 nested records, ~23 MB), a ' +
+    '400 ms busy loop (`/block`), or S3\'s 25 MB JSON bodies. Every scenario runs drover and bare `node:cluster` (Node\'s ' +
+    'own round-robin, which hands a worker a new connection only after it acknowledged the previous one) with the same ' +
+    'app, back to back. New-connection rows compare dispatch: drover least-busy, drover round-robin (Node\'s policy in ' +
+    'drover\'s primary, ADR 0012) and node:cluster. Keep-alive rows compare handlers: a keep-alive client stays on its ' +
+    'worker, so only a handler that keeps the loop free (`streamJson()`) helps it. S3 rows send the small requests the ' +
+    'way the report did: 2 KB bodies POSTed to the same `/ingest` endpoint as the 25 MB ones, on new connections (with ' +
+    '`/ping` beside them, `pingP95`). `baselineP95` is the same configuration before the big client starts; ' +
+    '`closedLoopP95` is what a closed-loop tool would have reported (time from actual send). One round per row: single ' +
+    'rows on this shared 2-core machine move by tens of percent between runs.',
+  proxy:
+    'Behind a reverse proxy, as in production: a real nginx (one worker process, `upstream { keepalive 32; }`, ' +
+    '`proxy_http_version 1.1`) in front of drover and of bare `node:cluster`, or a client pool of keep-alive connections ' +
+    'handed out in turn (FIFO) shared by all requests. Small `/ping` requests at 50/s go through the front (open loop) ' +
+    'while one client loops on a 400 ms `/block` through the same front. A proxy\'s pooled connections are dispatched ' +
+    'only when the proxy opens them; after that they stay on their worker, so what dispatch can do here depends on how ' +
+    'often the pool opens connections. drover and node:cluster alternate round by round behind the same nginx; the ' +
+    'derived ratios are medians of per-round ratios, and `over100ms` counts small requests that waited behind a block.',
   probe:
     'Scenario S0\'s probe collapse: probe requests answered per second (two keep-alive connections probing back to ' +
     'back) while a client keeps two 40,000-record responses in flight, naive `res.json()` vs `streamJson()`. Probes go ' +
@@ -72,7 +82,8 @@ const LABELS: Record<string, string> = {
   smallCount: 'small n', smallMin: 'min', smallMedian: 'median', smallMean: 'mean', smallP90: 'p90', smallP95: 'p95',
   smallP99: 'p99', smallMax: 'max', closedLoopP95: 'closed-loop p95', baselineP95: 'no-load p95', baselineMax: 'no-load max',
   largeCount: 'large n', largeMedian: 'large median', largeP95: 'large p95', largeMax: 'large max',
-  neverCompleted: 'never completed', peer: 'peer', client: 'client', big: 'big work', target: 'probe target',
+  neverCompleted: 'never completed', peer: 'peer', front: 'front', small: 'small request', pingP95: '/ping p95',
+  pingBaselineP95: '/ping no-load p95', over100ms: 'over 100 ms', bigCount: 'big n', client: 'client', big: 'big work', target: 'probe target',
   perSecond: 'answers per second', worstSecond: 'worst second', bestSecond: 'best second', failedProbes: 'failed probes', bigResponses: 'big responses', mode: 'mode', users: 'users', failures: 'failures',
   server: 'server', workerInstrPerReq: 'worker instr / req', primaryInstrPerReq: 'primary instr / req',
   totalInstrPerReq: 'all instr / req', workerInstrPerSecondIdle: 'worker instr / s (periodic)',
@@ -134,6 +145,71 @@ function section(r: SuiteResult, chart?: string): string {
   return parts.join('\n');
 }
 
+/** One line of the opening table: a traffic shape at a worker count, drover against node:cluster. */
+interface Headline {
+  shape: string;
+  workers: number;
+  drover: number;
+  cluster: number;
+  run: string;
+}
+
+const runOf = (r: SuiteResult) => `${r.suite}, ${r.machine.date.slice(0, 10)}, ${r.profile}`;
+
+/** The opening table, from the workers and proxy suites' rows (p95 of the small requests, ms). */
+function headlines(results: SuiteResult[]): Headline[] {
+  const out: Headline[] = [];
+  const workers = results.find((r) => r.suite === 'workers');
+  if (workers) {
+    const find = (c: Record<string, unknown>) => workers.rows.find((r) => !r.failed && Object.entries(c).every(([k, v]) => r.config[k] === v));
+    const shapes: [string, Record<string, unknown>, Record<string, unknown>][] = [
+      ['new connections, 400 ms blocks looping', { big: 'block', client: 'new-connection', peer: 'drover least-busy' }, { big: 'block', client: 'new-connection', peer: 'node:cluster' }],
+      ['new connections, S0 23 MB responses looping', { big: 's0', client: 'new-connection', peer: 'drover least-busy' }, { big: 's0', client: 'new-connection', peer: 'node:cluster' }],
+      ['keep-alive direct, S0 looping, naive handlers', { big: 's0', client: 'keep-alive', peer: 'drover least-busy', mode: 'naive' }, { big: 's0', client: 'keep-alive', peer: 'node:cluster', mode: 'naive' }],
+      ['keep-alive direct, S0 looping, drover streamJson vs naive', { big: 's0', client: 'keep-alive', peer: 'drover least-busy', mode: 'stream' }, { big: 's0', client: 'keep-alive', peer: 'node:cluster', mode: 'naive' }],
+      ['new connections, S3 2 KB bodies to /ingest, drover offload vs naive', { big: 's3', peer: 'drover least-busy', mode: 'offload' }, { big: 's3', peer: 'node:cluster', mode: 'naive' }],
+    ];
+    const ws = [...new Set(workers.rows.map((r) => r.config.workers as number))].sort((a, b) => a - b);
+    for (const [shape, d, c] of shapes) {
+      for (const w of ws) {
+        const dr = find({ ...d, workers: w });
+        const cr = find({ ...c, workers: w });
+        if (dr && cr) out.push({ shape, workers: w, drover: dr.values.smallP95 as number, cluster: cr.values.smallP95 as number, run: runOf(workers) });
+      }
+    }
+  }
+  const proxy = results.find((r) => r.suite === 'proxy');
+  if (proxy) {
+    const keys = [...new Set(proxy.rows.filter((r) => !r.failed && r.config.peer).map((r) => `${r.config.front}|${r.config.big}|${r.config.workers}`))];
+    for (const key of keys) {
+      const [front, big, w] = key.split('|');
+      const p95s = (peer: string) => proxy.rows.filter((r) => !r.failed && `${r.config.front}|${r.config.big}|${r.config.workers}` === key && r.config.peer === peer).map((r) => r.values.smallP95 as number);
+      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+      const d = p95s('drover least-busy');
+      const c = p95s('node:cluster');
+      if (d.length && c.length) out.push({ shape: `behind ${front}, ${big} looping (median of ${d.length} rounds)`, workers: Number(w), drover: median(d), cluster: median(c), run: runOf(proxy) });
+    }
+  }
+  return out;
+}
+
+function headlineTable(rows: Headline[]): string[] {
+  if (!rows.length) return [];
+  return [
+    '## drover against bare node:cluster, at a glance',
+    '',
+    'p95 of small requests while one client keeps big work in flight, the same demo app under each, in one run (details',
+    'and every percentile in the sections below). The ratio is node:cluster\'s p95 over drover\'s: above 1, drover\'s',
+    'small requests were faster. Single runs on this shared 2-core machine move by tens of percent; a ratio near 1 means',
+    '"the same".',
+    '',
+    '| traffic shape | workers | drover p95 ms | node:cluster p95 ms | node:cluster / drover | run |',
+    '|---|---|---|---|---|---|',
+    ...rows.map((h) => `| ${h.shape} | ${h.workers} | ${h.drover} | ${h.cluster} | ${Math.round((h.cluster / h.drover) * 100) / 100} | ${h.run} |`),
+    '',
+  ];
+}
+
 export async function writeReport(resultsDir: string, outFile: string): Promise<string> {
   const results = fs
     .readdirSync(resultsDir)
@@ -159,6 +235,7 @@ export async function writeReport(resultsDir: string, outFile: string): Promise<
     '2 cores and is shared, so compare ratios within one run, never absolute times across runs). Latency',
     'percentiles are computed from an HDR histogram of every response.',
     '',
+    ...headlineTable(headlines(results)),
     '## Reading guide',
     '',
     ...order.map((s) => `- **${s}**: ${GUIDE[s]}`),

@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { machineFacts } from './lib/machine';
+import { findProgram, machineFacts } from './lib/machine';
 import type { Profile, SuiteResult } from './lib/suite';
 import { writeReport } from './report';
 import { SUITES } from './suites';
@@ -44,6 +44,12 @@ async function main(): Promise<number> {
     return 2;
   }
   const chosen = values.suite ? SUITES.filter((s) => values.suite!.includes(s.name)) : SUITES;
+  // A suite that cannot run fails the whole command up front, rather than as a row after minutes.
+  const missing = chosen.flatMap((s) => (s.requires ?? []).filter((r) => !findProgram(r.program)).map((r) => `suite ${s.name} needs ${r.program} (Debian package ${r.debian})`));
+  if (missing.length) {
+    process.stderr.write(`bench: ${missing.join('; ')}: not found. Install it (apt-get install ...) or leave the suite out with --suite.\n`);
+    return 2;
+  }
   const outDir = path.resolve(values.out ?? path.join(ROOT, 'bench', 'results'));
   fs.mkdirSync(outDir, { recursive: true });
   const machine = machineFacts();

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 
 export interface Machine {
   cores: number;
@@ -31,4 +32,10 @@ export function machineFacts(): Machine {
     loadAvg1m: Math.round(os.loadavg()[0]! * 100) / 100,
     date: new Date().toISOString(),
   };
+}
+
+/** A program's path, looked up on PATH and in the sbin folders Debian puts daemons in (often not on PATH). */
+export function findProgram(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin'];
+  return dirs.filter(Boolean).map((d) => path.join(d, name)).find((f) => fs.existsSync(f));
 }

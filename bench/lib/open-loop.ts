@@ -13,6 +13,15 @@ export interface OpenLoopOptions {
   connections?: number;
   /** A request not answered this long after its intended send time counts as never completed. */
   timeoutMs?: number;
+  /** POST this body (JSON) instead of a GET. */
+  body?: Buffer;
+  /**
+   * Send through this agent instead of one of our own (a pool shared with other clients, as a
+   * proxy's upstream pool is); it is not destroyed at the end. Overrides keepAlive/connections.
+   */
+  agent?: http.Agent;
+  /** Count completed requests slower than this (from the intended send time) in `slow`. */
+  slowMs?: number;
 }
 
 export interface OpenLoopResult {
@@ -24,6 +33,8 @@ export interface OpenLoopResult {
   completed: number;
   errors: number;
   neverCompleted: number;
+  /** Completed requests slower than `slowMs` (0 without it). */
+  slow: number;
   statuses: Record<string, number>;
 }
 
@@ -35,9 +46,13 @@ export interface OpenLoopResult {
 export function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
   const r: OpenLoopResult = {
     latency: newHistogram(), serviceTime: newHistogram(), planned: Math.floor((o.rate * o.durationMs) / 1000),
-    completed: 0, errors: 0, neverCompleted: 0, statuses: {},
+    completed: 0, errors: 0, neverCompleted: 0, slow: 0, statuses: {},
   };
-  const agent = o.keepAlive ? new http.Agent({ keepAlive: true, maxSockets: o.connections ?? 10 }) : false;
+  const ownAgent = o.agent ? undefined : o.keepAlive ? new http.Agent({ keepAlive: true, maxSockets: o.connections ?? 10 }) : undefined;
+  const agent = o.agent ?? ownAgent ?? false;
+  const reqOptions: http.RequestOptions = o.body
+    ? { agent, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': o.body.length } }
+    : { agent };
   const timeoutMs = o.timeoutMs ?? 10_000;
   const period = 1000 / o.rate;
   let issued = 0;
@@ -56,17 +71,19 @@ export function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
         if (ok) {
           r.completed++;
           r.latency.recordValue(Math.max(1, Math.round((now - due) * 1000)));
+          if (o.slowMs !== undefined && now - due > o.slowMs) r.slow++;
           r.serviceTime.recordValue(Math.max(1, Math.round((now - sentAt) * 1000)));
         } else if (status === undefined) r.errors++;
         if (status !== undefined) r.statuses[status] = (r.statuses[status] ?? 0) + 1;
         maybeEnd();
       };
-      const req = http.get(o.url, { agent }, (res) => {
+      const req = http.request(o.url, reqOptions, (res) => {
         res.resume();
         res.on('end', () => finish(res.statusCode === 200, res.statusCode));
         res.on('error', () => finish(false));
       });
       req.on('error', () => finish(false));
+      req.end(o.body);
       req.setTimeout(Math.max(1, due + timeoutMs - performance.now()), () => {
         if (done) return;
         done = true;
@@ -88,7 +105,7 @@ export function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
     function maybeEnd() {
       if (ended || issued < r.planned || outstanding > 0) return;
       ended = true;
-      if (agent) agent.destroy();
+      ownAgent?.destroy();
       resolve(r);
     }
   });

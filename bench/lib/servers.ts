@@ -16,6 +16,8 @@ const CLUSTER_SCRIPTS: Partial<Record<PeerKind, string>> = {
 
 export interface Server {
   url(p: string): string;
+  /** drover's control server (probes, /status); absent for the peers that have none. */
+  controlUrl?(p: string): string;
   stop(): Promise<void>;
   /** The supervising process (drover's primary, the bare cluster primary); absent for pm2. */
   pid?: number;
@@ -45,7 +47,7 @@ export async function startPeer(kind: PeerKind, workers: number, o: RunOptions =
       ],
       exec: o.exec, execArgv: o.execArgv, timeoutMs: o.timeoutMs,
     });
-    return { url: (p) => d.url(p), stop: async () => void (await d.stop()), pid: d.pid };
+    return { url: (p) => d.url(p), controlUrl: (p) => d.controlUrl(p), stop: async () => void (await d.stop()), pid: d.pid };
   }
   const script = CLUSTER_SCRIPTS[kind];
   if (script) {

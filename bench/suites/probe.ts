@@ -1,13 +1,14 @@
 import * as http from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { startDrover } from '../../test/helpers/drover';
+import { startPeer, type PeerKind } from '../lib/servers';
 import type { Context, Row, Suite } from '../lib/suite';
 
 /**
  * S0's probe collapse: a liveness probe on a worker route went from ~650 req/s to 0 req/s for
  * ~10 s per big response. Probes run closed-loop on keep-alive connections, counted second by
  * second, against a worker route (/ping) and against the primary's /livez, while a client keeps
- * two 40,000-record responses in flight: naive res.json() vs streamJson().
+ * two 40,000-record responses in flight: naive res.json() vs streamJson() under drover, and naive
+ * under bare node:cluster (which has no primary route to probe), alternated in one run.
  */
 export const probeSuite: Suite = {
   name: 'probe',
@@ -19,20 +20,26 @@ export const probeSuite: Suite = {
     const clients = p === 'tiny' ? 5000 : 40_000;
     const workers = p === 'full' ? [1, 2] : [1];
     const rows: Row[] = [];
+    const runs: { peer: Extract<PeerKind, 'drover least-busy' | 'node:cluster'>; mode: 'naive' | 'stream' }[] = [
+      { peer: 'drover least-busy', mode: 'naive' }, { peer: 'node:cluster', mode: 'naive' }, { peer: 'drover least-busy', mode: 'stream' },
+    ];
     for (const w of workers) {
-      for (const mode of ['naive', 'stream'] as const) {
-        ctx.progress(`${w} worker(s), ${mode}, ${seconds}s`);
-        const d = await startDrover({ args: ['--workers', String(w), '--worker-timeout', '60s', '--shed-loop-delay', '0ms'] });
+      for (const { peer, mode } of runs) {
+        ctx.progress(`${w} worker(s), ${peer}, ${mode}, ${seconds}s`);
+        const drover = peer !== 'node:cluster';
+        const server = await startPeer(peer, w, { args: ['--worker-timeout', '60s', '--shed-loop-delay', '0ms'], timeoutMs: 30_000 });
         try {
           const until = performance.now() + seconds * 1000;
           const started = performance.now();
-          const big = Promise.all([0, 1].map(() => bigLoop(d.url(`/clients?count=${clients}&mode=${mode}`), until)));
-          const [worker, primary] = await Promise.all([probeLoop(d.url('/ping'), started, until), probeLoop(d.controlUrl('/livez'), started, until)]);
+          const big = Promise.all([0, 1].map(() => bigLoop(server.url(`/clients?count=${clients}&mode=${mode}`), until)));
+          const probes = [probeLoop(server.url('/ping'), started, until), ...(drover ? [probeLoop(server.controlUrl!('/livez'), started, until)] : [])];
+          const [worker, primary] = await Promise.all(probes);
           const bigDone = await big;
           for (const [target, r] of [['worker /ping', worker], ['primary /livez', primary]] as const) {
+            if (!r) continue;
             const perSecond = r.perSecond.slice(0, seconds);
             rows.push({
-              config: { workers: w, mode, target },
+              config: { workers: w, peer, mode, target },
               values: {
                 perSecond: perSecond.join(' '),
                 worstSecond: Math.min(...perSecond),
@@ -43,19 +50,20 @@ export const probeSuite: Suite = {
             });
           }
         } catch (err) {
-          rows.push({ config: { workers: w, mode }, values: {}, failed: String(err) });
+          rows.push({ config: { workers: w, peer, mode }, values: {}, failed: String(err) });
         } finally {
-          await d.stop();
+          await server.stop();
         }
       }
     }
-    const worst = (mode: string, target: string) => rows.find((r) => r.config.workers === 1 && r.config.mode === mode && r.config.target === target)?.values.worstSecond as number | undefined;
+    const worst = (peer: string, mode: string, target: string) => rows.find((r) => r.config.workers === 1 && r.config.peer === peer && r.config.mode === mode && r.config.target === target)?.values.worstSecond as number | undefined;
     const derived: Record<string, number> = {};
-    for (const target of ['worker /ping', 'primary /livez']) {
-      const n = worst('naive', target);
-      const s = worst('stream', target);
-      if (n !== undefined) derived[`worst second, ${target}, naive`] = n;
-      if (s !== undefined) derived[`worst second, ${target}, stream`] = s;
+    for (const [peer, mode, target] of [
+      ['drover least-busy', 'naive', 'worker /ping'], ['node:cluster', 'naive', 'worker /ping'], ['drover least-busy', 'stream', 'worker /ping'],
+      ['drover least-busy', 'naive', 'primary /livez'], ['drover least-busy', 'stream', 'primary /livez'],
+    ] as const) {
+      const v = worst(peer, mode, target);
+      if (v !== undefined) derived[`worst second at 1 worker, ${target}, ${peer} ${mode}`] = v;
     }
     return { settings: { seconds, probeConnections: 2, bigLoops: 2, bigPayload: `/clients?count=${clients}`, workers }, rows, derived };
   },

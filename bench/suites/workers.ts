@@ -1,49 +1,65 @@
 import * as http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { makeIngestBody } from '../../src/demo/s3';
-import { startDrover } from '../../test/helpers/drover';
-import { openLoop } from '../lib/open-loop';
+import { openLoop, type OpenLoopResult } from '../lib/open-loop';
+import { startPeer, type PeerKind } from '../lib/servers';
 import { newHistogram, summarize } from '../lib/stats';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 type Client = 'new-connection' | 'keep-alive';
-type Dispatch = 'least-busy' | 'round-robin';
+type Peer = Extract<PeerKind, 'drover least-busy' | 'drover round-robin' | 'node:cluster'>;
 /** naive vs drover's helper: S0 `stream` (time-sliced JSON), S3 `offload` (thread-pool parse). */
 type Mode = 'naive' | 'stream' | 'offload';
-type Big = 's0' | 's3';
+/** The big work one client keeps in flight: S0's 23 MB response, a 400 ms busy loop, S3's 25 MB body. */
+type Big = 's0' | 'block' | 's3';
 
 interface Point {
   workers: number;
-  dispatch: Dispatch;
+  peer: Peer;
   big: Big;
   mode: Mode;
   client: Client;
 }
 
+const BLOCK_MS = 400;
+
 /**
- * The matrix. New-connection clients compare the dispatchers (only a new connection can be
- * steered away from a busy worker); keep-alive clients compare naive and streamed big responses
- * (a keep-alive client stays on its worker, so only a loop-friendly handler helps it).
+ * The matrix, grouped by scenario; the peers of one group run back to back (alternated), so each
+ * comparison with node:cluster is within one run and minutes apart at most.
+ * - S0 and a 400 ms block, new connections: the dispatch comparison. drover least-busy against
+ *   bare node:cluster (Node's round-robin, ack-gated) and drover's round-robin (the same policy in
+ *   drover's primary, ADR 0012).
+ * - S0, keep-alive: a keep-alive client stays on its worker, so only a loop-friendly handler helps:
+ *   drover's streamJson() against naive res.json() under drover and under node:cluster.
+ * - S3, new connections, small bodies POSTed to the same /ingest endpoint as the 25 MB ones (the
+ *   report's client shape), /ping measured beside them.
  */
 function points(p: Profile): Point[] {
-  const workers = p === 'tiny' ? [1, 2] : p === 'quick' ? [1, 2, 4] : [1, 2, 4, 8];
+  const workers = p === 'tiny' ? [2] : p === 'quick' ? [1, 2, 4] : [1, 2, 4, 8];
+  const dispatchPeers: Peer[] = ['drover least-busy', 'drover round-robin', 'node:cluster'];
   const out: Point[] = [];
   for (const w of workers) {
-    for (const dispatch of ['round-robin', 'least-busy'] as const) out.push({ workers: w, dispatch, big: 's0', mode: 'naive', client: 'new-connection' });
-    for (const mode of ['naive', 'stream'] as const) out.push({ workers: w, dispatch: 'least-busy', big: 's0', mode, client: 'keep-alive' });
+    for (const peer of dispatchPeers) out.push({ workers: w, peer, big: 's0', mode: 'naive', client: 'new-connection' });
+    // One worker: every policy has the one worker to choose; the S0 rows already show that.
+    if (w > 1) for (const peer of dispatchPeers) out.push({ workers: w, peer, big: 'block', mode: 'naive', client: 'new-connection' });
     if (p !== 'quick' || w !== 2) {
-      for (const mode of ['naive', 'offload'] as const) out.push({ workers: w, dispatch: 'least-busy', big: 's3', mode, client: 'keep-alive' });
+      out.push({ workers: w, peer: 'drover least-busy', big: 's0', mode: 'naive', client: 'keep-alive' });
+      out.push({ workers: w, peer: 'drover least-busy', big: 's0', mode: 'stream', client: 'keep-alive' });
+      out.push({ workers: w, peer: 'node:cluster', big: 's0', mode: 'naive', client: 'keep-alive' });
     }
-    if (p === 'full') out.push({ workers: w, dispatch: 'least-busy', big: 's0', mode: 'stream', client: 'new-connection' });
+    for (const [peer, mode] of [['drover least-busy', 'naive'], ['drover least-busy', 'offload'], ['node:cluster', 'naive']] as const) {
+      out.push({ workers: w, peer, big: 's3', mode, client: 'new-connection' });
+    }
+    if (p === 'full') out.push({ workers: w, peer: 'node:cluster', big: 's3', mode: 'offload', client: 'new-connection' });
   }
   return out;
 }
 
 /**
- * One client keeping large work in flight, back to back on new connections: fetching the S0
- * payload (GET) or posting the S3 body (POST).
+ * One client keeping large work in flight, back to back: fetching the S0 payload or a busy loop
+ * (GET), or posting the S3 body (POST); on new connections, or through `agent` (a shared pool).
  */
-function bigLoop(url: string, stop: Promise<void>, body?: Buffer) {
+export function bigLoop(url: string, stop: Promise<void>, body?: Buffer, agent: http.Agent | false = false) {
   const latency = newHistogram();
   let stopped = false;
   let errors = 0;
@@ -51,7 +67,7 @@ function bigLoop(url: string, stop: Promise<void>, body?: Buffer) {
   const one = () =>
     new Promise<void>((resolve) => {
       const started = performance.now();
-      const req = http.request(url, { agent: false, method: body ? 'POST' : 'GET', headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+      const req = http.request(url, { agent, method: body ? 'POST' : 'GET', headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
         res.resume();
         res.on('end', () => {
           if (res.statusCode === 200) latency.recordValue(Math.round((performance.now() - started) * 1000));
@@ -77,62 +93,76 @@ function bigLoop(url: string, stop: Promise<void>, body?: Buffer) {
 
 export const workersSuite: Suite = {
   name: 'workers',
-  title: 'Small-request latency vs worker count, while big responses are served',
-  estimateS: { tiny: 40, quick: 150, full: 420 },
+  title: 'Small-request latency vs worker count while big work is served: drover against bare node:cluster',
+  estimateS: { tiny: 55, quick: 330, full: 900 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const loadS = p === 'tiny' ? 1.5 : p === 'quick' ? 5 : 10;
     const baseS = p === 'tiny' ? 1 : 2;
     const rate: Record<Client, number> = { 'new-connection': 50, 'keep-alive': 200 };
+    const s3Rate = 20;
     const clients = p === 'tiny' ? 2000 : 40_000;
     const ingestBytes = p === 'tiny' ? 1_000_000 : 25_000_000;
     const ingestBody = makeIngestBody(ingestBytes);
+    const smallBody = makeIngestBody(2000);
     const rows: Row[] = [];
     const list = points(p);
     for (const [i, pt] of list.entries()) {
-      ctx.progress(`${i + 1}/${list.length}: ${pt.workers} worker(s), ${pt.dispatch}, ${pt.big} ${pt.mode}, ${pt.client}`);
+      ctx.progress(`${i + 1}/${list.length}: ${pt.workers} worker(s), ${pt.peer}, ${pt.big} ${pt.mode}, ${pt.client}`);
       const config = { ...pt };
       // Shedding off: this suite measures queueing behind big work, not the shedding policy.
-      const d = await startDrover({ args: ['--workers', String(pt.workers), '--dispatch', pt.dispatch, '--shed-loop-delay', '0ms'] });
+      const server = await startPeer(pt.peer, pt.workers, { args: ['--shed-loop-delay', '0ms'], timeoutMs: 30_000 });
       try {
         const ka = pt.client === 'keep-alive';
-        const small = { url: d.url('/ping'), rate: rate[pt.client], keepAlive: ka, connections: 20 };
-        await openLoop({ ...small, durationMs: 500 }); // warm-up: JIT, connection pool
-        const baseline = await openLoop({ ...small, durationMs: baseS * 1000 });
+        // S3: small bodies to the very endpoint that takes the big ones, and /ping beside them.
+        const smallLoops = (durationMs: number): Promise<OpenLoopResult[]> => pt.big === 's3'
+          ? Promise.all([
+            openLoop({ url: server.url(`/ingest?mode=${pt.mode}`), body: smallBody, rate: s3Rate, keepAlive: false, durationMs }),
+            openLoop({ url: server.url('/ping'), rate: s3Rate, keepAlive: false, durationMs }),
+          ])
+          : Promise.all([openLoop({ url: server.url('/ping'), rate: rate[pt.client], keepAlive: ka, connections: 20, durationMs })]);
+        await smallLoops(500); // warm-up: JIT, connection pool, thread pool
+        const [baseline, pingBaseline] = await smallLoops(baseS * 1000);
         let release!: () => void;
         const stop = new Promise<void>((r) => (release = r));
         const big = pt.big === 's0'
-          ? bigLoop(d.url(`/clients?count=${clients}&mode=${pt.mode}`), stop)
-          : bigLoop(d.url(`/ingest?mode=${pt.mode}`), stop, ingestBody);
-        const loaded = await openLoop({ ...small, durationMs: loadS * 1000 });
+          ? bigLoop(server.url(`/clients?count=${clients}&mode=${pt.mode}`), stop)
+          : pt.big === 'block'
+            ? bigLoop(server.url(`/block?ms=${BLOCK_MS}`), stop)
+            : bigLoop(server.url(`/ingest?mode=${pt.mode}`), stop, ingestBody);
+        const [loaded, ping] = await smallLoops(loadS * 1000);
         release();
         await big.done;
-        const s = summarize(loaded.latency);
-        const b = summarize(baseline.latency);
+        const s = summarize(loaded!.latency);
+        const b = summarize(baseline!.latency);
         const l = summarize(big.latency);
-        const failures = loaded.errors + loaded.neverCompleted + big.errors();
+        const failures = loaded!.errors + loaded!.neverCompleted + big.errors() + (ping ? ping.errors + ping.neverCompleted : 0);
         rows.push({
           config,
           values: {
+            small: pt.big === 's3' ? 'POST /ingest 2 KB' : 'GET /ping',
             smallCount: s.count, smallMin: s.minMs, smallMedian: s.medianMs, smallMean: s.meanMs, smallP90: s.p90Ms,
             smallP95: s.p95Ms, smallP99: s.p99Ms, smallMax: s.maxMs,
-            closedLoopP95: summarize(loaded.serviceTime).p95Ms,
+            closedLoopP95: summarize(loaded!.serviceTime).p95Ms,
             baselineP95: b.p95Ms, baselineMax: b.maxMs,
+            ...(ping ? { pingP95: summarize(ping.latency).p95Ms, pingBaselineP95: summarize(pingBaseline!.latency).p95Ms } : {}),
             largeCount: l.count, largeMedian: l.medianMs, largeP95: l.p95Ms, largeMax: l.maxMs,
-            errors: loaded.errors + big.errors(), neverCompleted: loaded.neverCompleted,
+            errors: loaded!.errors + big.errors(), neverCompleted: loaded!.neverCompleted,
           },
-          failed: failures > 0.01 * loaded.planned ? `${failures} failed small/large requests` : undefined,
+          failed: failures > 0.01 * loaded!.planned ? `${failures} failed small/large requests` : undefined,
         });
       } catch (err) {
         rows.push({ config, values: {}, failed: String(err) });
       } finally {
-        await d.stop();
+        await server.stop();
       }
     }
     return {
       settings: {
-        loadSeconds: loadS, baselineSeconds: baseS, smallRatePerSecond: rate, keepAliveConnections: 20,
-        bigClients: 1, s0: `GET /clients?count=${clients}`, s3: `POST /ingest, ${ingestBody.length} bytes`,
+        loadSeconds: loadS, baselineSeconds: baseS, smallRatePerSecond: { ...rate, s3: s3Rate }, keepAliveConnections: 20,
+        bigClients: 1, s0: `GET /clients?count=${clients}`, block: `GET /block?ms=${BLOCK_MS}`,
+        s3: `POST /ingest, ${ingestBody.length} bytes; small: ${smallBody.length} bytes to the same endpoint`,
+        order: 'the peers of one scenario run back to back, one round each',
       },
       rows,
       derived: derive(rows),
@@ -140,23 +170,35 @@ export const workersSuite: Suite = {
   },
 };
 
-/** Headline ratios: how much p95 of small requests improves with workers, dispatch and streaming. */
+/** Small p95 of one row of the matrix, if it ran. */
+export function workersP95(rows: Row[], q: Point): number | undefined {
+  const r = rows.find((x) => !x.failed && (Object.keys(q) as (keyof Point)[]).every((k) => x.config[k] === q[k]));
+  return r?.values.smallP95 as number | undefined;
+}
+
+/** Headline ratios, each drover against node:cluster in the same run (> 1: drover's p95 is lower). */
 function derive(rows: Row[]): Record<string, number> {
-  const p95 = (w: number, dispatch: Dispatch, mode: Mode, client: Client, big: Big = 's0') =>
-    rows.find((r) => !r.failed && r.config.workers === w && r.config.dispatch === dispatch && r.config.mode === mode && r.config.client === client && r.config.big === big)?.values.smallP95 as number | undefined;
   const out: Record<string, number> = {};
+  const round = (x: number) => Math.round(x * 100) / 100;
   const ws = [...new Set(rows.map((r) => r.config.workers as number))].sort((a, b) => a - b);
-  const maxW = ws[ws.length - 1]!;
-  const rr = p95(maxW, 'round-robin', 'naive', 'new-connection');
-  const lb = p95(maxW, 'least-busy', 'naive', 'new-connection');
-  if (rr && lb) out[`p95RoundRobinOverLeastBusyAt${maxW}Workers`] = Math.round((rr / lb) * 10) / 10;
-  const naive1 = p95(1, 'least-busy', 'naive', 'keep-alive');
-  const stream1 = p95(1, 'least-busy', 'stream', 'keep-alive');
-  if (naive1 && stream1) out.p95NaiveOverStreamAt1WorkerKeepAlive = Math.round((naive1 / stream1) * 10) / 10;
-  const s3naive = p95(1, 'least-busy', 'naive', 'keep-alive', 's3');
-  const s3off = p95(1, 'least-busy', 'offload', 'keep-alive', 's3');
-  if (s3naive && s3off) out.p95S3NaiveOverOffloadAt1WorkerKeepAlive = Math.round((s3naive / s3off) * 10) / 10;
-  const lb1 = p95(1, 'least-busy', 'naive', 'new-connection');
-  if (lb1 && lb) out[`p95At1OverAt${maxW}WorkersLeastBusy`] = Math.round((lb1 / lb) * 10) / 10;
+  for (const w of ws) {
+    for (const big of ['s0', 'block'] as const) {
+      const nc = workersP95(rows, { workers: w, peer: 'node:cluster', big, mode: 'naive', client: 'new-connection' });
+      const lb = workersP95(rows, { workers: w, peer: 'drover least-busy', big, mode: 'naive', client: 'new-connection' });
+      const rr = workersP95(rows, { workers: w, peer: 'drover round-robin', big, mode: 'naive', client: 'new-connection' });
+      if (nc && lb) out[`${big} new connections, ${w}w: p95 node:cluster / drover`] = round(nc / lb);
+      if (nc && rr) out[`${big} new connections, ${w}w: p95 drover round-robin / node:cluster`] = round(rr / nc);
+    }
+    const ncKa = workersP95(rows, { workers: w, peer: 'node:cluster', big: 's0', mode: 'naive', client: 'keep-alive' });
+    const stream = workersP95(rows, { workers: w, peer: 'drover least-busy', big: 's0', mode: 'stream', client: 'keep-alive' });
+    if (ncKa && stream) out[`s0 keep-alive, ${w}w: p95 node:cluster naive / drover stream`] = round(ncKa / stream);
+    const s3 = (peer: Peer, mode: Mode) => rows.find((r) => !r.failed && r.config.workers === w && r.config.big === 's3' && r.config.peer === peer && r.config.mode === mode);
+    const off = s3('drover least-busy', 'offload');
+    const naive = s3('drover least-busy', 'naive');
+    const ncS3 = s3('node:cluster', 'naive');
+    if (off && ncS3) out[`s3 small bodies, ${w}w: p95 node:cluster naive / drover offload`] = round((ncS3.values.smallP95 as number) / (off.values.smallP95 as number));
+    if (off && naive) out[`s3 small bodies, ${w}w: p95 drover naive / offload`] = round((naive.values.smallP95 as number) / (off.values.smallP95 as number));
+    if (off) out[`s3 small bodies, ${w}w: offload p95 loaded / unloaded`] = round((off.values.smallP95 as number) / (off.values.baselineP95 as number));
+  }
   return out;
 }

@@ -1,0 +1,150 @@
+import * as http from 'node:http';
+import { startNginx } from '../lib/nginx';
+import { openLoop } from '../lib/open-loop';
+import { startPeer, type Server } from '../lib/servers';
+import { summarize } from '../lib/stats';
+import type { Context, Row, Suite } from '../lib/suite';
+import { bigLoop } from './workers';
+
+type Peer = 'drover least-busy' | 'node:cluster';
+/**
+ * How requests reach the servers: a real nginx pooling keep-alive upstream connections (reused
+ * most recently used first), or a client pool of keep-alive connections handed out in turn (FIFO,
+ * as some proxies and client libraries do), shared by the small and the big requests.
+ */
+type Front = 'nginx (MRU pool)' | 'FIFO pool';
+
+const PEERS: Peer[] = ['drover least-busy', 'node:cluster'];
+const FRONTS: Front[] = ['nginx (MRU pool)', 'FIFO pool'];
+const SMALL_RATE = 50;
+/** A slow response counted as an outlier: a small request that waited behind big work. */
+const OUTLIER_MS = 100;
+
+/**
+ * In production requests reach a pod through an ingress or a reverse proxy that keeps a pool of
+ * keep-alive connections to it. Only new connections are dispatched, so behind a proxy drover's
+ * dispatch acts only when the pool opens one. Small /ping requests at a fixed rate (open loop) go
+ * through the front while one client loops on big work through the same front; drover and bare
+ * node:cluster alternate round by round (counterbalanced) behind the same nginx.
+ */
+export const proxySuite: Suite = {
+  name: 'proxy',
+  title: 'Behind a proxy that pools keep-alive connections: drover against bare node:cluster',
+  estimateS: { tiny: 30, quick: 260, full: 900 },
+  requires: [{ program: 'nginx', debian: 'nginx-light' }],
+  async run(ctx: Context) {
+    const p = ctx.profile;
+    const workerCounts = p === 'tiny' ? [2] : [1, 2, 4];
+    const rounds = p === 'tiny' ? 1 : p === 'quick' ? 3 : 5;
+    const loadS = p === 'tiny' ? 1.5 : 5;
+    const bigs = p === 'full' ? ['/block?ms=400', '/clients?count=40000&mode=naive'] : ['/block?ms=400'];
+    const rows: Row[] = [];
+    for (const workers of workerCounts) {
+      const servers: Partial<Record<Peer, Server>> = {};
+      let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
+      try {
+        for (const peer of PEERS) servers[peer] = await startPeer(peer, workers, { args: ['--shed-loop-delay', '0ms'], timeoutMs: 30_000 });
+        nginx = await startNginx({ drover: port(servers['drover least-busy']!), cluster: port(servers['node:cluster']!) });
+        for (const big of bigs) {
+          for (const front of FRONTS) {
+            for (let round = 0; round < rounds; round++) {
+              // Counterbalanced: drover first in even rounds, node:cluster first in odd ones.
+              for (const peer of round % 2 === 0 ? PEERS : [...PEERS].reverse()) {
+                ctx.progress(`${workers} worker(s), ${big}, ${front}, round ${round + 1}/${rounds}, ${peer}`);
+                const config = { workers, big, front, peer, round: round + 1 };
+                const base = front === 'FIFO pool'
+                  ? `http://127.0.0.1:${port(servers[peer]!)}`
+                  : `http://127.0.0.1:${nginx.ports[peer === 'node:cluster' ? 'cluster' : 'drover']}`;
+                try {
+                  rows.push({ config, ...(await measure(base, front, big, loadS)) });
+                } catch (err) {
+                  rows.push({ config, values: {}, failed: String(err) });
+                }
+              }
+            }
+          }
+        }
+      } catch (err) {
+        rows.push({ config: { workers }, values: {}, failed: String(err) });
+      } finally {
+        await nginx?.stop();
+        for (const s of Object.values(servers)) await s.stop();
+      }
+    }
+    return {
+      settings: {
+        smallRatePerSecond: SMALL_RATE, loadSeconds: loadS, rounds, bigClients: 1, outlierMs: OUTLIER_MS,
+        nginx: 'one worker process, upstream keepalive 32, proxy_http_version 1.1, Connection header cleared; clients keep 20 connections to nginx',
+        fifoPool: 'one http.Agent (keepAlive, maxSockets 32, scheduling fifo) shared by the small and the big requests',
+      },
+      rows,
+      derived: derive(rows),
+    };
+  },
+};
+
+function port(s: Server): number {
+  return Number(new URL(s.url('/')).port);
+}
+
+async function measure(base: string, front: Front, big: string, loadS: number): Promise<Omit<Row, 'config'>> {
+  // The FIFO pool is one pool for everything, as a proxy's upstream pool is; through nginx the
+  // clients keep their own connections to nginx and nginx pools towards the servers.
+  const pool = front === 'FIFO pool' ? new http.Agent({ keepAlive: true, maxSockets: 32, scheduling: 'fifo' }) : undefined;
+  try {
+    const small = { url: `${base}/ping`, rate: SMALL_RATE, keepAlive: true, connections: 20, agent: pool, slowMs: OUTLIER_MS };
+    await openLoop({ ...small, durationMs: 1000 }); // warm-up: JIT and both pools
+    let release!: () => void;
+    const stop = new Promise<void>((r) => (release = r));
+    const loop = bigLoop(`${base}${big}`, stop, undefined, pool ?? false);
+    const loaded = await openLoop({ ...small, durationMs: loadS * 1000 });
+    release();
+    await loop.done;
+    const s = summarize(loaded.latency);
+    const failures = loaded.errors + loaded.neverCompleted + loop.errors();
+    return {
+      values: {
+        smallCount: s.count, smallMedian: s.medianMs, smallP95: s.p95Ms, smallP99: s.p99Ms, smallMax: s.maxMs,
+        [`over${OUTLIER_MS}ms`]: loaded.slow, bigCount: summarize(loop.latency).count, errors: loaded.errors + loop.errors(), neverCompleted: loaded.neverCompleted,
+      },
+      failed: failures > 0.01 * loaded.planned ? `${failures} failed small/large requests` : undefined,
+    };
+  } finally {
+    pool?.destroy();
+  }
+}
+
+/**
+ * Per workers × big work × front: medians over rounds of node:cluster's p95, p99 and max over
+ * drover's in the same round (> 1: drover's small requests were faster), and the outliers of each.
+ */
+function derive(rows: Row[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  const ok = rows.filter((r) => !r.failed && r.config.peer);
+  const keys = [...new Set(ok.map((r) => `${r.config.workers}|${r.config.big}|${r.config.front}`))];
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  };
+  const round2 = (x: number) => Math.round(x * 100) / 100;
+  for (const key of keys) {
+    const [workers, big, front] = key.split('|');
+    const of = (peer: Peer) => ok.filter((r) => `${r.config.workers}|${r.config.big}|${r.config.front}` === key && r.config.peer === peer);
+    const d = of('drover least-busy');
+    const c = of('node:cluster');
+    const label = `${workers}w ${big} via ${front}`;
+    for (const v of ['smallP95', 'smallP99', 'smallMax'] as const) {
+      const ratios = d.flatMap((dr) => {
+        const cr = c.find((x) => x.config.round === dr.config.round);
+        return cr ? [(cr.values[v] as number) / (dr.values[v] as number)] : [];
+      });
+      if (ratios.length) out[`${label}: ${v.slice(5).toLowerCase()} node:cluster / drover (median of ${ratios.length})`] = round2(median(ratios));
+    }
+    for (const [name, rs] of [['drover', d], ['node:cluster', c]] as const) {
+      if (rs.length) out[`${label}: ${name} p95 ms (median)`] = median(rs.map((r) => r.values.smallP95 as number));
+      if (rs.length) out[`${label}: ${name} small requests over ${OUTLIER_MS} ms (sum)`] = rs.reduce((a, r) => a + (r.values[`over${OUTLIER_MS}ms`] as number), 0);
+    }
+  }
+  return out;
+}
