@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
@@ -81,6 +82,53 @@ describe('readRawBody', () => {
     const r = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, duplex: 'half' } as RequestInit).catch(() => undefined);
     assert.equal(r?.status, 413);
     assert.ok(sent < 50 * 1024 * 1024, `the client was stopped early (${sent} bytes sent)`);
+    s.srv.close();
+  });
+
+  /** A server answering with what readRawBody gave it: size, sha256 and whether it owns its memory. */
+  async function echo(limit: number) {
+    const srv = http.createServer((req, res) => {
+      readRawBody(req, { limit }).then(
+        (b) => res.end(JSON.stringify({ size: b.length, sha: createHash('sha256').update(b).digest('hex'), owns: b.byteOffset === 0 && b.byteLength === b.buffer.byteLength })),
+        (e: HttpError) => res.writeHead(e.status, { connection: 'close' }).end(e.code),
+      );
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    return { srv, url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}/` };
+  }
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  const big = Buffer.from(Array.from({ length: 3 * 2 ** 20 }, (_, i) => (i * 31) % 251));
+
+  it('copies a big declared body in as it arrives: same bytes, in memory of its own (moves to a thread without a copy)', async () => {
+    const s = await echo(8 * 2 ** 20);
+    const r = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: big });
+    assert.deepEqual(await r.json(), { size: big.length, sha: sha(big), owns: true });
+    s.srv.close();
+  });
+
+  it('joins a big chunked body in slices: same bytes, in memory of its own', async () => {
+    const s = await echo(8 * 2 ** 20);
+    let off = 0;
+    const body = new ReadableStream({
+      pull(c) {
+        if (off >= big.length) return c.close();
+        c.enqueue(new Uint8Array(big.subarray(off, (off += 100_000))));
+      },
+    });
+    const r = await fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, duplex: 'half' } as RequestInit);
+    assert.deepEqual(await r.json(), { size: big.length, sha: sha(big), owns: true });
+    s.srv.close();
+  });
+
+  it('a body exactly at the limit is accepted both ways, one byte over is a 413 both ways', async () => {
+    const s = await echo(big.length);
+    const chunked = (b: Buffer) => new ReadableStream({ start: (c) => (c.enqueue(new Uint8Array(b)), c.close()) });
+    const send = (body: Buffer | ReadableStream) => fetch(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, duplex: 'half' } as RequestInit);
+    assert.equal((await send(big)).status, 200);
+    assert.equal((await send(chunked(big))).status, 200);
+    const over = Buffer.concat([big, Buffer.from('x')]);
+    assert.equal((await send(over)).status, 413);
+    assert.equal((await send(chunked(over)).catch(() => undefined))?.status, 413);
     s.srv.close();
   });
 
