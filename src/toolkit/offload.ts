@@ -3,8 +3,10 @@
  * worker's event loop keeps serving small requests. One pool per drover worker process, created
  * on first use.
  *
- *   const value = await parseJsonOffloaded(bodyBytes);          // parse + depth/UTF-8 checks
  *   const out = await offload('myTask', arg, { filename })      // your own task file
+ *
+ * Request bodies go through offloadBody()/parseJsonOffloaded() (offload-body.ts), which keep small
+ * ones off the pool.
  */
 import * as path from 'node:path';
 import { Piscina } from 'piscina';
@@ -23,8 +25,11 @@ export interface PoolOptions {
   maxQueue?: number;
 }
 
-const BUILTIN_TASKS = path.join(__dirname, 'offload-tasks.js');
+/** drover's own task file (offload-tasks.ts), the default for every helper here. */
+export const BUILTIN_TASKS = path.join(__dirname, 'offload-tasks.js');
 const pools = new Map<string, Piscina>();
+/** Tasks queued or running per pool: piscina counts the queued ones only. */
+const inFlight = new Map<string, number>();
 
 function defaultThreads(): number {
   const env = Number(process.env.DROVER_OFFLOAD_THREADS);
@@ -53,22 +58,39 @@ export async function offload<T>(
   arg: unknown,
   o: { filename?: string; pool?: PoolOptions; transferList?: ArrayBuffer[]; signal?: AbortSignal } = {},
 ): Promise<T> {
-  const pool = offloadPool(o.filename, o.pool);
+  const key = path.resolve(o.filename ?? BUILTIN_TASKS);
+  const pool = offloadPool(key, o.pool);
   const full = () => new HttpError(503, 'OFFLOAD_QUEUE_FULL', 'the thread pool queue is full; retry shortly');
   if (pool.threads.length >= pool.options.maxThreads && pool.queueSize >= (pool.options.maxQueue as number)) throw full();
   let result: T | TaskError;
+  inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
   try {
     result = (await pool.run(arg, { name, transferList: o.transferList as never, signal: o.signal })) as T | TaskError;
   } catch (err) {
     // piscina has no error code for this; the check above normally answers first.
     if ((err as Error).message?.includes('Task queue is at limit')) throw full();
     throw err;
+  } finally {
+    inFlight.set(key, inFlight.get(key)! - 1);
   }
+  return taskResult(result);
+}
+
+/** A task's return value, or the HttpError a returned TaskError stands for (either lane). */
+export function taskResult<T>(result: T | TaskError): T {
   if (result && typeof result === 'object' && 'droverTaskError' in result) {
     const e = (result as TaskError).droverTaskError;
     throw new HttpError(e.status, e.code, e.message);
   }
   return result as T;
+}
+
+/**
+ * Tasks of a task file's pool that are queued or running right now (drover's built-in tasks by
+ * default): a gauge for your metrics, and how the S3 demo shows which lane was busy.
+ */
+export function offloadInFlight(filename = BUILTIN_TASKS): number {
+  return inFlight.get(path.resolve(filename)) ?? 0;
 }
 
 /**
@@ -79,12 +101,6 @@ export function transferable(bytes: Uint8Array): ArrayBuffer {
   const ab = bytes.buffer as ArrayBuffer;
   if (bytes.byteOffset === 0 && bytes.byteLength === ab.byteLength) return ab;
   return ab.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-}
-
-/** Parses a JSON body on the pool (UTF-8, depth and syntax checks as in parseJsonBody). */
-export function parseJsonOffloaded(bytes: Uint8Array, maxDepth?: number): Promise<unknown> {
-  const buffer = transferable(bytes);
-  return offload('parseJson', { buffer, maxDepth }, { transferList: [buffer] });
 }
 
 /** Closes every pool (drain: lets the worker exit promptly). */
