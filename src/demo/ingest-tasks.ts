@@ -1,4 +1,7 @@
-/** Thread-pool task of the S3 demo: parse (with drover's strict checks) and build the records off the loop. */
+/**
+ * The S3 demo's body task: parse (with drover's strict checks), validate and build the records.
+ * `offloadBody` runs it on the event loop for a small body and on the thread pool for a big one.
+ */
 import { performance } from 'node:perf_hooks';
 import { parseJsonBody } from '../toolkit/json-parse';
 import { asTaskError, type TaskError } from '../toolkit/offload-tasks';

@@ -4,7 +4,9 @@ import express, { Router, type Request, type Response, type NextFunction } from 
 import * as promClient from 'prom-client';
 import { readRawBody } from '../toolkit/body';
 import { HttpError, sendError } from '../toolkit/http-error';
-import { offload, transferable } from '../toolkit/offload';
+import { bodyLane, type BodyLane } from '../toolkit/json-parse';
+import { offloadInFlight } from '../toolkit/offload';
+import { offloadBody } from '../toolkit/offload-body';
 import { buildRecords, summarize, type IngestSummary } from './s3';
 
 /** Bodies up to 32 MiB (the scenario's are ~25 MB). */
@@ -18,17 +20,23 @@ const phases = new promClient.Histogram({
   buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
 });
 
-function respond(res: Response, mode: string, summary: IngestSummary, t: { readMs: number; parseMs: number; validateMs: number }) {
+type Phases = { readMs: number; parseMs: number; validateMs: number };
+/** offload mode only: where the body was parsed, and the ingest tasks on the pool as it answered. */
+type Lanes = { lane: BodyLane; poolInFlight: number };
+
+function respond(res: Response, mode: string, summary: IngestSummary, t: Phases, lanes?: Lanes) {
   phases.observe({ mode, phase: 'read' }, t.readMs / 1000);
   phases.observe({ mode, phase: 'parse' }, t.parseMs / 1000);
   phases.observe({ mode, phase: 'validate' }, t.validateMs / 1000);
-  res.json({ ok: true, mode, ...summary, phasesMs: { read: Math.round(t.readMs), parse: Math.round(t.parseMs), validate: Math.round(t.validateMs) } });
+  res.json({ ok: true, mode, ...lanes, ...summary, phasesMs: { read: Math.round(t.readMs), parse: Math.round(t.parseMs), validate: Math.round(t.validateMs) } });
 }
 
 /**
  * S3 `POST /ingest?mode=naive|offload`. naive: express.json() and validation on the event loop,
  * what people write first. offload: the body is read as raw bytes with the limit enforced while
- * streaming, then parsed and validated on the thread pool (bytes transferred, not copied).
+ * streaming, then parsed and validated by one task (ingest-tasks.ts) through `offloadBody`: inline
+ * for a small body, so it never queues behind a big one, on the thread pool for a big body (bytes
+ * transferred, not copied).
  */
 export function createIngestRouter(): Router {
   const router = Router();
@@ -55,9 +63,9 @@ export function createIngestRouter(): Router {
     readRawBody(req, { limit: INGEST_LIMIT })
       .then(async (bytes) => {
         const readMs = performance.now() - started;
-        const buffer = transferable(bytes);
-        const r = await offload<{ summary: IngestSummary; parseMs: number; validateMs: number }>('ingest', { buffer }, { filename: TASKS, transferList: [buffer] });
-        respond(res, 'offload', r.summary, { readMs, parseMs: r.parseMs, validateMs: r.validateMs });
+        const lane = bodyLane(bytes.byteLength);
+        const r = await offloadBody<{ summary: IngestSummary; parseMs: number; validateMs: number }>('ingest', bytes, {}, { filename: TASKS });
+        respond(res, 'offload', r.summary, { readMs, parseMs: r.parseMs, validateMs: r.validateMs }, { lane, poolInFlight: offloadInFlight(TASKS) });
       })
       .catch(next);
   });

@@ -82,6 +82,34 @@ describe('keep the event loop free: S0 streaming and S3 offload on one worker', 
     for (const phase of ['read', 'parse', 'validate']) assert.match(m, new RegExp(`demo_ingest_phase_seconds_count\\{mode="offload",phase="${phase}"\\} [1-9]`));
   });
 
+  it('S3: a small body POSTed to /ingest?mode=offload while a 25 MB body is on the pool is answered first', async (t) => {
+    // Same endpoint, same mode, one worker, one pool thread: only the lanes differ. Ordering is
+    // read from events: a small answer that reports an ingest task on the pool was sent while
+    // the big body was there, and it must arrive before the big one's answer.
+    const small = makeIngestBody(2_000);
+    let bigAnswered = false;
+    const big = post(d.url('/ingest?mode=offload'), makeIngestBody(25_000_000)).finally(() => (bigAnswered = true));
+    let overlapped: { lane: string; poolInFlight: number } | undefined;
+    let before = 0;
+    while (!bigAnswered && !overlapped) {
+      const r = await post(d.url('/ingest?mode=offload'), small);
+      assert.equal(r.status, 200, r.body);
+      const j = JSON.parse(r.body) as { lane: string; poolInFlight: number; count: number };
+      assert.equal(j.lane, 'inline');
+      assert.ok(j.count > 0);
+      if (j.poolInFlight > 0) overlapped = j;
+      else before++;
+    }
+    assert.ok(overlapped, 'a small body was answered while the big one was on the pool');
+    assert.equal(bigAnswered, false, 'the small answer came before the big one');
+    const b = await big;
+    assert.equal(b.status, 200, b.body);
+    const bj = JSON.parse(b.body) as { lane: string; count: number; phasesMs: Record<string, number> };
+    assert.equal(bj.lane, 'pool');
+    assert.ok(bj.count > 90_000);
+    t.diagnostic(`${before} small bodies answered while the big one was being read, then one during its parse; big phases ${JSON.stringify(bj.phasesMs)}`);
+  });
+
   it('bad input gets the right status, no stack trace, and never costs the worker', async () => {
     const before = (await d.status()).workers.map((w) => w.pid);
     const deep = '{"records":' + '['.repeat(100_000) + ']'.repeat(100_000) + '}';
