@@ -5,9 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
+import { helperThreadsStarted, httpGetSync } from '../../src/demo/sync-http';
 import { ROOT, startDrover, type Drover } from '../helpers/drover';
 import { sendMany } from '../helpers/load';
 import { startUpstream, timedGet, type Upstream } from '../helpers/upstream';
@@ -19,6 +21,17 @@ import { startUpstream, timedGet, type Upstream } from '../helpers/upstream';
  */
 const DROVER_ARGS = ['--workers', '1', '--worker-timeout', '30s', '--shed-loop-delay', '0ms'];
 const MODES = ['async', 'blocking', 'offload'] as const;
+const HAS_PROC = fs.existsSync('/proc/self/stat');
+
+/**
+ * CPU time of a process plus its waited-for children, in ms, from /proc/<pid>/stat (utime, stime,
+ * cutime, cstime; 10 ms ticks). The children count: a design that spawns a process per call
+ * would hide its cost there.
+ */
+function procCpuMs(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10;
+}
 
 describe('S1 /upstream on a single worker', () => {
   let up: Upstream;
@@ -100,6 +113,20 @@ describe('S1 /upstream on a single worker', () => {
     assert.ok(offloaded < 2 * waitMs, `offload took ${offloaded.toFixed(0)} ms`);
   });
 
+  for (const mode of ['blocking', 'offload'] as const) {
+    it(`mode=${mode}: a 1 s call sleeps, it does not compute (< 60 ms of the worker's CPU; a child process per call cost 90–130)`, { skip: !HAS_PROC }, async (t) => {
+      // Warm-up: the calling thread's helper thread starts on its first call (~50 ms of CPU, once).
+      assert.equal((await timedGet(d.url(`/upstream?mode=${mode}&waitms=10`))).status, 200);
+      const pid = (await d.status()).workers[0]!.pid;
+      const c0 = procCpuMs(pid);
+      const r = await timedGet(d.url(`/upstream?mode=${mode}&waitms=1000`));
+      const cpuMs = procCpuMs(pid) - c0;
+      t.diagnostic(`${mode}: ${cpuMs} ms of worker CPU (ticks of 10 ms) during a ${r.ms.toFixed(0)} ms call`);
+      assert.equal(r.status, 200, r.text);
+      assert.ok(cpuMs < 60, `${cpuMs} ms of CPU`);
+    });
+  }
+
   it('bad mode or waitms → 400 JSON', async () => {
     const bad = ['mode=sync', 'mode=', 'mode=async&mode=blocking', 'waitms=-1', 'waitms=1.5', 'waitms=abc', 'waitms=60001', 'waitms=', 'waitms=1e3'];
     for (const q of bad) {
@@ -152,6 +179,80 @@ describe('S1 /upstream failures: timeout (504) and upstream down (502)', () => {
     assert.deepEqual((await d.status()).workers.map((w) => w.pid), pids);
     assert.equal(d.count('worker exited'), 0);
     assert.equal((await timedGet(d.url('/ping'))).status, 200);
+  });
+});
+
+describe('S1 drain with helper threads alive', () => {
+  it('a worker that made blocking and offloaded calls drains and exits promptly', async (t) => {
+    const up = await startUpstream();
+    const d = await startDrover({ args: DROVER_ARGS, env: { UPSTREAM_URL: up.url } });
+    try {
+      for (const mode of ['blocking', 'offload'] as const) {
+        assert.equal((await timedGet(d.url(`/upstream?mode=${mode}&waitms=10`))).status, 200);
+      }
+      const t0 = performance.now();
+      assert.deepEqual(await d.stop(), { code: 0, signal: null });
+      const drained = await d.waitForMsg('drained');
+      t.diagnostic(`stopped in ${(performance.now() - t0).toFixed(0)} ms; worker drained in ${drained.ms} ms`);
+      assert.ok((drained.ms as number) < 3000, `drained in ${drained.ms} ms`);
+    } finally {
+      await d.stop();
+      await up.stop();
+    }
+  });
+});
+
+/**
+ * The helper in this test process: its loop is held during each call, which is fine, since the
+ * upstream is its own process. The file finishing at all shows the helper does not keep a
+ * process alive.
+ */
+describe('httpGetSync (the synchronous call under blocking and offload)', () => {
+  let up: Upstream;
+  before(async () => {
+    up = await startUpstream();
+  });
+  after(async () => {
+    await up?.stop();
+  });
+
+  it('answers like a blocking client, with one helper thread for all calls of a thread', async () => {
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const r = httpGetSync(`${up.url}/wait?ms=100`, 2_000);
+      const ms = performance.now() - t0;
+      assert.equal(r.kind, 'response');
+      assert.ok(r.kind === 'response' && r.status === 200 && JSON.parse(r.body).waitedMs === 100, JSON.stringify(r));
+      assert.ok(ms >= 99, `${ms.toFixed(0)} ms`);
+    }
+    const notFound = httpGetSync(`${up.url}/nope`, 2_000);
+    assert.ok(notFound.kind === 'response' && notFound.status === 404, JSON.stringify(notFound));
+    assert.equal(helperThreadsStarted(), 1);
+  });
+
+  it('a hanging upstream ends at the deadline; a closed port is an error at once', async (t) => {
+    // Accepts and reads, never answers (the kernel accepts even while this loop is held).
+    const socks = new Set<net.Socket>();
+    const hang = net.createServer((s) => {
+      socks.add(s.on('data', () => {}));
+    });
+    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+    const port = (hang.address() as net.AddressInfo).port;
+    try {
+      const t0 = performance.now();
+      const r = httpGetSync(`http://127.0.0.1:${port}/`, 300);
+      const ms = performance.now() - t0;
+      t.diagnostic(`hanging upstream: ${r.kind} after ${ms.toFixed(0)} ms (deadline 300)`);
+      assert.deepEqual(r, { kind: 'timeout' });
+      assert.ok(ms >= 295 && ms < 500, `${ms.toFixed(0)} ms`);
+    } finally {
+      for (const s of socks) s.destroy();
+      await new Promise((r) => hang.close(r));
+    }
+    const t1 = performance.now();
+    assert.deepEqual(httpGetSync(`http://127.0.0.1:${port}/`, 2_000), { kind: 'error', code: 'ECONNREFUSED' });
+    assert.ok(performance.now() - t1 < 500);
+    assert.equal(helperThreadsStarted(), 1, 'the same helper served the timed-out call and the next');
   });
 });
 
