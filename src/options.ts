@@ -29,7 +29,10 @@ export interface DroverOptions {
   controlToken: string | undefined;
   /** Require the control token on GET /metrics too (Prometheus then needs `authorization` in its scrape config). Probes stay open. @defaultValue 'off' */
   metricsAuth: 'on' | 'off';
-  /** How the primary hands connections to workers. @defaultValue 'least-busy' */
+  /**
+   * How the primary hands connections to workers: `least-busy` (fresh heartbeat, fewest in flight)
+   * or `round-robin` (Node's own policy: ack-gated, longest-free first; ADR 0012). @defaultValue 'least-busy'
+   */
   dispatch: DispatchMode;
   /** A worker whose last heartbeat is older than this gets no new connection (least-busy). @defaultValue 60 ms */
   dispatchFreshnessMs: number;
@@ -161,7 +164,7 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'controlHost', flag: 'control-host', kind: 'string', help: "control plane bind address (default '127.0.0.1')" },
   { key: 'controlToken', flag: 'control-token', kind: 'string', help: 'bearer token enabling POST /reload (default: disabled)' },
   { key: 'metricsAuth', flag: 'metrics-auth', kind: { oneOf: ['on', 'off'] }, help: 'require the control token on GET /metrics: on | off (default off)' },
-  { key: 'dispatch', flag: 'dispatch', kind: { oneOf: ['least-busy', 'round-robin'] }, help: 'connection dispatch: least-busy | round-robin (default least-busy)' },
+  { key: 'dispatch', flag: 'dispatch', kind: { oneOf: ['least-busy', 'round-robin'] }, help: 'connection dispatch: least-busy | round-robin (Node\'s policy) (default least-busy)' },
   { key: 'dispatchFreshnessMs', flag: 'dispatch-freshness', kind: 'duration', min: 1, help: 'skip workers whose heartbeat is older (default 60ms)' },
   { key: 'heartbeatIntervalMs', flag: 'heartbeat-interval', kind: 'duration', min: 5, help: 'worker heartbeat interval while dispatching (default 20ms)' },
   { key: 'heartbeatIdleIntervalMs', flag: 'heartbeat-idle-interval', kind: 'duration', min: 5, help: 'heartbeat interval after 1s without new connections (default 100ms)' },
