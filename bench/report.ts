@@ -37,8 +37,9 @@ const GUIDE: Record<string, string> = {
   io:
     'Scenario S1: a handler calls an upstream that answers after 1000 ms, many users on one worker. `blocking` does ' +
     'the call synchronously on the event loop (the report\'s failing case), `async` uses non-blocking HTTP, `offload` ' +
-    'runs the same blocking call on the thread pool. Shown like the report: requests, failures (a user gives up after ' +
-    '10 s), req/s, median.',
+    'runs the same blocking call on the thread pool (`threads` of them). The blocking call sleeps while it waits, as a ' +
+    'real synchronous HTTP client does (a helper thread makes the request; ADR 0014). Shown like the report: requests, ' +
+    'failures (a user gives up after 10 s), req/s, median; with more users than pool threads, calls queue for a thread.',
   crud:
     'Scenario S2: many users on `/items`, 75 % reads, 20 % writes, 5 % deletes, as workers are added; embedded SQLite ' +
     '(one file shared by all workers, WAL) and PostgreSQL when installed. 404s from reads and deletes of already-deleted ' +

@@ -92,7 +92,10 @@ export async function primarySigkill(o: ScenarioOptions): Promise<CaseResult> {
 }
 
 type Mode = 'async' | 'offload' | 'blocking';
-/** src/demo/io-tasks.ts: time a blocking call's child process is given to start, on top of the deadline. */
+/**
+ * A blocking call's helper thread enforces the deadline itself; its caller gives up 1 s after it
+ * (HELPER_SLACK_MS in src/demo/sync-http.ts). 2 s on top of the deadline leaves room for a busy machine.
+ */
 const SPAWN_SLACK_MS = 2000;
 interface Call {
   mode: Mode;
@@ -180,10 +183,10 @@ export function upstreamFault(kind: 'hang' | 'down') {
       const after = (await status(d)).workers.map((w) => w.pid).sort();
       const shed = total(await scrape(d), 'http_requests_shed_total');
 
-      // async: the deadline is the fetch's own. offload/blocking: the call runs in a child process
-      // that enforces the deadline itself once started; the demo allows it 2 s to start
-      // (SPAWN_SLACK_MS in src/demo/io-tasks.ts), so on a busy machine a dead upstream can also
-      // surface as a 504 (the child had not even connected when the deadline passed).
+      // async: the deadline is the fetch's own. offload/blocking: a helper thread makes the call
+      // and enforces the same deadline once started (a thread's first call starts it), so on a
+      // busy machine a dead upstream can also surface as a 504 (the helper had not even connected
+      // when the deadline passed).
       const expect: Record<Mode, { statuses: number[]; limit: number }> = {
         async: { statuses: [hang ? 504 : 502], limit: timeoutMs + 500 },
         offload: { statuses: hang ? [504] : [502, 504], limit: timeoutMs + SPAWN_SLACK_MS + 500 },
