@@ -5,9 +5,9 @@ export const DEFAULT_MAX_DEPTH = 256;
 
 /**
  * Default largest body parsed on the event loop rather than on the thread pool, in bytes. Parsing
- * with the checks below plus a typical validation pass costs ~7 µs per KB here, so 32 KiB stays
- * near a quarter of a millisecond: less than a round trip to a thread, and far less than waiting
- * behind a big body's parse on a busy one (ADR 0013).
+ * with the checks below plus a validation pass costs ~7 µs per KB, so 32 KiB stays near a quarter
+ * of a millisecond on the loop: far less than waiting behind a big body's parse on a busy thread
+ * (ADR 0013).
  */
 export const DEFAULT_INLINE_MAX_BYTES = 32 * 1024;
 
