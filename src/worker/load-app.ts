@@ -13,6 +13,11 @@ export interface AppHooks {
   ready?: () => unknown;
   /** Awaited during drain, after in-flight requests finished (close pools, flush queues). */
   shutdown?: () => unknown;
+  /**
+   * Awaited with the worker's own http.Server before it takes traffic, so WebSocket servers
+   * attach to it unchanged (`new WebSocketServer({ server })`, `io.attach(server)`; ADR 0016).
+   */
+  attach?: (server: import('node:http').Server) => unknown;
 }
 
 export interface LoadedApp {
@@ -59,7 +64,7 @@ export async function loadApp(file: string): Promise<LoadedApp> {
     const hook = typeof fromMod === 'function' ? fromMod : fromDefault;
     return typeof hook === 'function' ? (hook as () => unknown) : undefined;
   };
-  return { app, hooks: { ready: pick('ready'), shutdown: pick('shutdown') } };
+  return { app, hooks: { ready: pick('ready'), shutdown: pick('shutdown'), attach: pick('attach') } };
 }
 
 function describe(x: unknown): string {
