@@ -24,7 +24,7 @@ const GUIDE: Record<string, string> = {
   proxy:
     'Behind a reverse proxy, as in production: a real nginx (one worker process, `upstream { keepalive 32; }`, ' +
     '`proxy_http_version 1.1`) in front of drover and of bare `node:cluster`, or a client pool of keep-alive connections ' +
-    'handed out in turn (FIFO) shared by all requests. Small `/ping` requests at 50/s go through the front (open loop) ' +
+    'handed out in turn (FIFO) shared by all requests. Small `/ping` requests at 50/s and 400/s go through the front (open loop) ' +
     'while one client loops on a 400 ms `/block` through the same front. A proxy\'s pooled connections are dispatched ' +
     'only when the proxy opens them; after that they stay on their worker, so what dispatch can do here depends on how ' +
     'often the pool opens connections. drover and node:cluster alternate round by round behind the same nginx; the ' +
@@ -43,7 +43,11 @@ const GUIDE: Record<string, string> = {
   crud:
     'Scenario S2: many users on `/items`, 75 % reads, 20 % writes, 5 % deletes, as workers are added; embedded SQLite ' +
     '(one file shared by all workers, WAL) and PostgreSQL when installed. 404s from reads and deletes of already-deleted ' +
-    'items are expected and not counted as errors.',
+    'items are expected and not counted as errors. Each row starts from the same data and is warmed up. The load ' +
+    'generator, drover and the database share this machine\'s 2 cores, so the CPU split says where the time went: cores ' +
+    'busy and CPU per request of drover\'s processes, the database server\'s and the load generator\'s, and how often ' +
+    'drover\'s threads were preempted while runnable (`droverPreemptionsPerReq`: the cores are oversubscribed) or waited ' +
+    'for IO, per request (ADR 0017).',
   peers:
     'What drover costs against its peers: the same demo app and the same `/ping` load under drover (least-busy and ' +
     'round-robin at their defaults, and least-busy with request metrics, shedding off and metrics snapshots every 60 s), ' +
@@ -84,7 +88,10 @@ const LABELS: Record<string, string> = {
   smallP99: 'p99', smallMax: 'max', closedLoopP95: 'closed-loop p95', baselineP95: 'no-load p95', baselineMax: 'no-load max',
   largeCount: 'large n', largeMedian: 'large median', largeP95: 'large p95', largeMax: 'large max',
   neverCompleted: 'never completed', peer: 'peer', front: 'front', small: 'small request', pingP95: '/ping p95',
-  pingBaselineP95: '/ping no-load p95', over100ms: 'over 100 ms', bigCount: 'big n', client: 'client', big: 'big work', target: 'probe target',
+  droverCores: 'drover cores', dbCores: 'db cores', clientCores: 'client cores', droverCpuUsPerReq: 'drover CPU µs / req',
+  dbCpuUsPerReq: 'db CPU µs / req', clientCpuUsPerReq: 'client CPU µs / req', droverPreemptionsPerReq: 'drover preemptions / req',
+  droverWaitsPerReq: 'drover IO waits / req',
+  pingBaselineP95: '/ping no-load p95', slowPercent: '% over 100 ms', over100ms: 'over 100 ms', bigCount: 'big n', client: 'client', big: 'big work', target: 'probe target',
   perSecond: 'answers per second', worstSecond: 'worst second', bestSecond: 'best second', failedProbes: 'failed probes', bigResponses: 'big responses', mode: 'mode', users: 'users', failures: 'failures',
   server: 'server', workerInstrPerReq: 'worker instr / req', primaryInstrPerReq: 'primary instr / req',
   totalInstrPerReq: 'all instr / req', workerInstrPerSecondIdle: 'worker instr / s (periodic)',
@@ -152,6 +159,9 @@ interface Headline {
   workers: number;
   drover: number;
   cluster: number;
+  /** Share of small requests slower than 100 ms (they waited behind big work), %. */
+  droverSlow?: number;
+  clusterSlow?: number;
   run: string;
 }
 
@@ -175,20 +185,33 @@ function headlines(results: SuiteResult[]): Headline[] {
       for (const w of ws) {
         const dr = find({ ...d, workers: w });
         const cr = find({ ...c, workers: w });
-        if (dr && cr) out.push({ shape, workers: w, drover: dr.values.smallP95 as number, cluster: cr.values.smallP95 as number, run: runOf(workers) });
+        if (dr && cr) {
+          out.push({
+            shape, workers: w, drover: dr.values.smallP95 as number, cluster: cr.values.smallP95 as number,
+            droverSlow: dr.values.slowPercent as number | undefined, clusterSlow: cr.values.slowPercent as number | undefined, run: runOf(workers),
+          });
+        }
       }
     }
   }
   const proxy = results.find((r) => r.suite === 'proxy');
   if (proxy) {
-    const keys = [...new Set(proxy.rows.filter((r) => !r.failed && r.config.peer).map((r) => `${r.config.front}|${r.config.big}|${r.config.workers}`))];
+    const keyOf = (r: Row) => `${r.config.front}|${r.config.big}|${r.config.rate}|${r.config.workers}`;
+    const keys = [...new Set(proxy.rows.filter((r) => !r.failed && r.config.peer).map(keyOf))];
     for (const key of keys) {
-      const [front, big, w] = key.split('|');
-      const p95s = (peer: string) => proxy.rows.filter((r) => !r.failed && `${r.config.front}|${r.config.big}|${r.config.workers}` === key && r.config.peer === peer).map((r) => r.values.smallP95 as number);
+      const [front, big, rate, w] = key.split('|');
+      const of = (peer: string) => proxy.rows.filter((r) => !r.failed && keyOf(r) === key && r.config.peer === peer);
       const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-      const d = p95s('drover least-busy');
-      const c = p95s('node:cluster');
-      if (d.length && c.length) out.push({ shape: `behind ${front}, ${big} looping (median of ${d.length} rounds)`, workers: Number(w), drover: median(d), cluster: median(c), run: runOf(proxy) });
+      const slow = (rs: Row[]) => Math.round((rs.reduce((a, r) => a + (r.values.over100ms as number), 0) / Math.max(1, rs.reduce((a, r) => a + (r.values.smallCount as number), 0))) * 1000) / 10;
+      const d = of('drover least-busy');
+      const c = of('node:cluster');
+      if (d.length && c.length) {
+        out.push({
+          shape: `behind ${front}, ${rate} small/s, ${big} looping (median p95 of ${d.length} rounds)`, workers: Number(w),
+          drover: median(d.map((r) => r.values.smallP95 as number)), cluster: median(c.map((r) => r.values.smallP95 as number)),
+          droverSlow: slow(d), clusterSlow: slow(c), run: runOf(proxy),
+        });
+      }
     }
   }
   return out;
@@ -201,12 +224,13 @@ function headlineTable(rows: Headline[]): string[] {
     '',
     'p95 of small requests while one client keeps big work in flight, the same demo app under each, in one run (details',
     'and every percentile in the sections below). The ratio is node:cluster\'s p95 over drover\'s: above 1, drover\'s',
-    'small requests were faster. Single runs on this shared 2-core machine move by tens of percent; a ratio near 1 means',
-    '"the same".',
+    'small requests were faster. p95 alone can mislead: with one 400 ms block at a time and 20 small requests per block,',
+    'the one request that waits is exactly 5 %, so the share of small requests slower than 100 ms is shown beside it.',
+    'Single runs on this shared 2-core machine move by tens of percent; a ratio near 1 means "the same".',
     '',
-    '| traffic shape | workers | drover p95 ms | node:cluster p95 ms | node:cluster / drover | run |',
-    '|---|---|---|---|---|---|',
-    ...rows.map((h) => `| ${h.shape} | ${h.workers} | ${h.drover} | ${h.cluster} | ${Math.round((h.cluster / h.drover) * 100) / 100} | ${h.run} |`),
+    '| traffic shape | workers | drover p95 ms | node:cluster p95 ms | node:cluster / drover | % over 100 ms, drover / node:cluster | run |',
+    '|---|---|---|---|---|---|---|',
+    ...rows.map((h) => `| ${h.shape} | ${h.workers} | ${h.drover} | ${h.cluster} | ${Math.round((h.cluster / h.drover) * 100) / 100} | ${h.droverSlow ?? ''} / ${h.clusterSlow ?? ''} | ${h.run} |`),
     '',
   ];
 }

@@ -3,6 +3,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startDrover } from '../../test/helpers/drover';
 import { postgresBinDir, startPostgres } from '../../test/helpers/postgres';
+import { Client } from 'pg';
+import { descendants } from '../lib/callgrind';
+import { cpuNs } from '../reliability/proc';
 import { summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
 import { runUsers } from '../lib/users';
@@ -10,7 +13,12 @@ import { runUsers } from '../lib/users';
 /**
  * S2: a CRUD service under many users, 75 % reads / 20 % writes / 5 % deletes, as workers are
  * added. Embedded SQLite (one file shared by all workers) always; PostgreSQL too when its
- * binaries are installed (a throwaway cluster started for the run).
+ * binaries are installed (a throwaway cluster started for the run). Each configuration starts from
+ * the same data (a fresh SQLite file; PostgreSQL's table emptied and re-seeded) and is warmed up
+ * before it is measured. Where the CPU goes is measured too, since on this 2-core machine the
+ * load generator, drover's processes and the database server share the cores: the scheduler time
+ * of each (drover's primary and workers; the postmaster and its backends; this process), as cores
+ * busy and as CPU per request.
  */
 export const crudSuite: Suite = {
   name: 'crud',
@@ -30,25 +38,47 @@ export const crudSuite: Suite = {
         for (const workers of workerCounts) {
           ctx.progress(`${backend}, ${workers} worker(s), ${users} users, ${durationS}s`);
           const env: Record<string, string> = pg ? { DATABASE_URL: pg.url } : { DEMO_SQLITE_PATH: path.join(dir, `items-${workers}.sqlite`) };
+          if (pg) await resetItems(pg.url);
           const d = await startDrover({ args: ['--workers', String(workers), '--shed-loop-delay', '0ms'], env });
           try {
             // Ids to read and delete come from the seed (the store seeds ~1,000 items).
-            const r = await runUsers({
-              users, durationS, timeoutMs: 30_000,
-              request: (user, i) => {
-                const roll = (user * 7919 + i * 104729) % 100;
-                const id = 1 + ((user * 31 + i * 17) % 1000);
-                if (roll < 75) return roll % 3 === 0 ? { method: 'GET', url: d.url('/items?limit=20') } : { method: 'GET', url: d.url(`/items/${id}`) };
-                if (roll < 95) return { method: 'POST', url: d.url('/items'), body: JSON.stringify({ name: `item ${user}-${i}`, price: i % 100, tags: ['bench'] }) };
-                return { method: 'DELETE', url: d.url(`/items/${id}`) };
-              },
-            });
+            const request = (user: number, i: number) => {
+              const roll = (user * 7919 + i * 104729) % 100;
+              const id = 1 + ((user * 31 + i * 17) % 1000);
+              if (roll < 75) return roll % 3 === 0 ? { method: 'GET', url: d.url('/items?limit=20') } : { method: 'GET', url: d.url(`/items/${id}`) };
+              if (roll < 95) return { method: 'POST', url: d.url('/items'), body: JSON.stringify({ name: `item ${user}-${i}`, price: i % 100, tags: ['bench'] }) };
+              return { method: 'DELETE', url: d.url(`/items/${id}`) };
+            };
+            // Warm-up: JIT, every user's connection, the database pools' connections.
+            await runUsers({ users, durationS: Math.min(2, durationS / 2), timeoutMs: 30_000, request });
+            const groups = { drover: [d.pid, ...descendants(d.pid)], db: pg ? [pg.pid, ...descendants(pg.pid)] : [] };
+            const cpu = () => {
+              const self = process.cpuUsage();
+              return { drover: sumCpu(groups.drover), db: sumCpu(groups.db), client: (self.user + self.system) * 1000 };
+            };
+            const switchesBefore = sumSwitches(groups.drover);
+            const before = cpu();
+            const r = await runUsers({ users, durationS, timeoutMs: 30_000, request });
+            const after = cpu();
+            const switchesAfter = sumSwitches(groups.drover);
+            const wallNs = r.durationS * 1e9;
+            const split = Object.fromEntries((['drover', 'db', 'client'] as const).flatMap((k) => {
+              const ns = after[k] - before[k];
+              return [[`${k}Cores`, round2(ns / wallNs)], [`${k}CpuUsPerReq`, Math.round(ns / 1000 / Math.max(1, r.requests))]];
+            }));
             const s = summarize(r.latency);
             // 404s are expected: deletes and reads of already-deleted seed items.
             const hard = Object.entries(r.failureKinds).filter(([k]) => k !== 'status 404').reduce((a, [, n]) => a + n, 0);
             rows.push({
               config: { backend, workers, users },
-              values: { requests: r.requests, reqPerSec: Math.round(r.requests / r.durationS), meanMs: s.meanMs, medianMs: s.medianMs, p95Ms: s.p95Ms, maxMs: s.maxMs, errors: hard, failureKinds: r.failureKinds },
+              values: {
+                requests: r.requests, reqPerSec: Math.round(r.requests / r.durationS), meanMs: s.meanMs, medianMs: s.medianMs, p95Ms: s.p95Ms, maxMs: s.maxMs,
+                ...split,
+                // Preempted while runnable: the cores are oversubscribed (workers + database + client).
+                droverPreemptionsPerReq: round2((switchesAfter.involuntary - switchesBefore.involuntary) / Math.max(1, r.requests)),
+                droverWaitsPerReq: round2((switchesAfter.voluntary - switchesBefore.voluntary) / Math.max(1, r.requests)),
+                errors: hard, failureKinds: r.failureKinds,
+              },
               failed: hard > 0.01 * r.requests ? `${hard} failed requests` : undefined,
             });
           } finally {
@@ -70,3 +100,42 @@ export const crudSuite: Suite = {
     return { settings: { users, durationSeconds: durationS, mix: '75 % reads, 20 % writes, 5 % deletes', backends }, rows, derived };
   },
 };
+
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+/** CPU time of these processes so far, ns (those that exited meanwhile count 0). */
+function sumCpu(pids: number[]): number {
+  return pids.reduce((a, pid) => a + cpuNs(pid), 0);
+}
+
+/** Context switches of these processes' threads so far: waits for IO (voluntary) and preemptions. */
+function sumSwitches(pids: number[]): { voluntary: number; involuntary: number } {
+  const out = { voluntary: 0, involuntary: 0 };
+  for (const pid of pids) {
+    try {
+      for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+        try {
+          const st = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+          out.voluntary += Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(st)?.[1] ?? 0);
+          out.involuntary += Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(st)?.[1] ?? 0);
+        } catch {
+          /* the thread ended meanwhile */
+        }
+      }
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+/** Every configuration starts from the seed: empty the table, and the first worker re-seeds it. */
+async function resetItems(url: string): Promise<void> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query('DROP TABLE IF EXISTS items');
+  } finally {
+    await c.end();
+  }
+}

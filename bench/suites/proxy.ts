@@ -16,21 +16,26 @@ type Front = 'nginx (MRU pool)' | 'FIFO pool';
 
 const PEERS: Peer[] = ['drover least-busy', 'node:cluster'];
 const FRONTS: Front[] = ['nginx (MRU pool)', 'FIFO pool'];
-const SMALL_RATE = 50;
+/**
+ * Small requests per second. At 50/s a pool needs one or two connections, so a blocked worker's
+ * pooled connection is mostly the one busy with the block; at 400/s the pool grows and keeps
+ * idle connections to every worker, including the blocked one.
+ */
+const RATES = [50, 400];
 /** A slow response counted as an outlier: a small request that waited behind big work. */
 const OUTLIER_MS = 100;
 
 /**
  * In production requests reach a pod through an ingress or a reverse proxy that keeps a pool of
  * keep-alive connections to it. Only new connections are dispatched, so behind a proxy drover's
- * dispatch acts only when the pool opens one. Small /ping requests at a fixed rate (open loop) go
- * through the front while one client loops on big work through the same front; drover and bare
+ * dispatch acts only when the pool opens one. Small /ping requests at a fixed rate (open loop; 50/s and
+ * 400/s) go through the front while one client loops on big work through the same front; drover and bare
  * node:cluster alternate round by round (counterbalanced) behind the same nginx.
  */
 export const proxySuite: Suite = {
   name: 'proxy',
   title: 'Behind a proxy that pools keep-alive connections: drover against bare node:cluster',
-  estimateS: { tiny: 30, quick: 260, full: 900 },
+  estimateS: { tiny: 30, quick: 420, full: 1500 },
   requires: [{ program: 'nginx', debian: 'nginx-light' }],
   async run(ctx: Context) {
     const p = ctx.profile;
@@ -45,18 +50,19 @@ export const proxySuite: Suite = {
       try {
         for (const peer of PEERS) servers[peer] = await startPeer(peer, workers, { args: ['--shed-loop-delay', '0ms'], timeoutMs: 30_000 });
         nginx = await startNginx({ drover: port(servers['drover least-busy']!), cluster: port(servers['node:cluster']!) });
-        for (const big of bigs) {
+        // One worker: nowhere else to go, whatever the rate.
+        for (const [big, rate] of bigs.flatMap((b) => (workers === 1 ? [50] : RATES).map((r) => [b, r] as const))) {
           for (const front of FRONTS) {
             for (let round = 0; round < rounds; round++) {
               // Counterbalanced: drover first in even rounds, node:cluster first in odd ones.
               for (const peer of round % 2 === 0 ? PEERS : [...PEERS].reverse()) {
-                ctx.progress(`${workers} worker(s), ${big}, ${front}, round ${round + 1}/${rounds}, ${peer}`);
-                const config = { workers, big, front, peer, round: round + 1 };
+                ctx.progress(`${workers} worker(s), ${big}, ${rate}/s, ${front}, round ${round + 1}/${rounds}, ${peer}`);
+                const config = { workers, big, rate, front, peer, round: round + 1 };
                 const base = front === 'FIFO pool'
                   ? `http://127.0.0.1:${port(servers[peer]!)}`
                   : `http://127.0.0.1:${nginx.ports[peer === 'node:cluster' ? 'cluster' : 'drover']}`;
                 try {
-                  rows.push({ config, ...(await measure(base, front, big, loadS)) });
+                  rows.push({ config, ...(await measure(base, front, big, rate, loadS)) });
                 } catch (err) {
                   rows.push({ config, values: {}, failed: String(err) });
                 }
@@ -73,7 +79,7 @@ export const proxySuite: Suite = {
     }
     return {
       settings: {
-        smallRatePerSecond: SMALL_RATE, loadSeconds: loadS, rounds, bigClients: 1, outlierMs: OUTLIER_MS,
+        smallRatePerSecond: RATES, loadSeconds: loadS, rounds, bigClients: 1, outlierMs: OUTLIER_MS,
         nginx: 'one worker process, upstream keepalive 32, proxy_http_version 1.1, Connection header cleared; clients keep 20 connections to nginx',
         fifoPool: 'one http.Agent (keepAlive, maxSockets 32, scheduling fifo) shared by the small and the big requests',
       },
@@ -87,12 +93,12 @@ function port(s: Server): number {
   return Number(new URL(s.url('/')).port);
 }
 
-async function measure(base: string, front: Front, big: string, loadS: number): Promise<Omit<Row, 'config'>> {
+async function measure(base: string, front: Front, big: string, rate: number, loadS: number): Promise<Omit<Row, 'config'>> {
   // The FIFO pool is one pool for everything, as a proxy's upstream pool is; through nginx the
   // clients keep their own connections to nginx and nginx pools towards the servers.
   const pool = front === 'FIFO pool' ? new http.Agent({ keepAlive: true, maxSockets: 32, scheduling: 'fifo' }) : undefined;
   try {
-    const small = { url: `${base}/ping`, rate: SMALL_RATE, keepAlive: true, connections: 20, agent: pool, slowMs: OUTLIER_MS };
+    const small = { url: `${base}/ping`, rate, keepAlive: true, connections: 20, agent: pool, slowMs: OUTLIER_MS };
     await openLoop({ ...small, durationMs: 1000 }); // warm-up: JIT and both pools
     let release!: () => void;
     const stop = new Promise<void>((r) => (release = r));
@@ -121,7 +127,8 @@ async function measure(base: string, front: Front, big: string, loadS: number): 
 function derive(rows: Row[]): Record<string, number> {
   const out: Record<string, number> = {};
   const ok = rows.filter((r) => !r.failed && r.config.peer);
-  const keys = [...new Set(ok.map((r) => `${r.config.workers}|${r.config.big}|${r.config.front}`))];
+  const keyOf = (r: Row) => `${r.config.workers}|${r.config.big}|${r.config.rate}|${r.config.front}`;
+  const keys = [...new Set(ok.map(keyOf))];
   const median = (xs: number[]) => {
     const s = [...xs].sort((a, b) => a - b);
     const m = s.length >> 1;
@@ -129,11 +136,11 @@ function derive(rows: Row[]): Record<string, number> {
   };
   const round2 = (x: number) => Math.round(x * 100) / 100;
   for (const key of keys) {
-    const [workers, big, front] = key.split('|');
-    const of = (peer: Peer) => ok.filter((r) => `${r.config.workers}|${r.config.big}|${r.config.front}` === key && r.config.peer === peer);
+    const [workers, big, rate, front] = key.split('|');
+    const of = (peer: Peer) => ok.filter((r) => keyOf(r) === key && r.config.peer === peer);
     const d = of('drover least-busy');
     const c = of('node:cluster');
-    const label = `${workers}w ${big} via ${front}`;
+    const label = `${workers}w ${big} ${rate}/s via ${front}`;
     for (const v of ['smallP95', 'smallP99', 'smallMax'] as const) {
       const ratios = d.flatMap((dr) => {
         const cr = c.find((x) => x.config.round === dr.config.round);

@@ -45,6 +45,8 @@ export interface Postgres {
   /** `postgres://postgres@127.0.0.1:<port>/<db>`, trust auth: no password. */
   readonly url: string;
   readonly port: number;
+  /** The postmaster's pid (its backends are its children), for CPU accounting. */
+  readonly pid: number;
   /** Stops the server (fast shutdown: clients are disconnected) and removes its files. Idempotent. */
   stop(): Promise<void>;
 }
@@ -106,7 +108,8 @@ export async function startPostgres(dbName = 'drover_test'): Promise<Postgres> {
     await stop();
     throw new Error(`${(err as Error).message}\n${log}`);
   }
-  return { url: `postgres://postgres@127.0.0.1:${port}/${dbName}`, port, stop };
+  const pid = Number(fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  return { url: `postgres://postgres@127.0.0.1:${port}/${dbName}`, port, pid, stop };
 }
 
 /** Signals the postmaster named in the data dir's pid file, if it is still there. */
