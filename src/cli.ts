@@ -7,8 +7,10 @@ import { startPrimary } from './primary/start';
 
 const START_HELP = `Usage: drover start [app] [options]
 
-Runs the app module (default export: an Express app, or a function returning one) in N workers
-behind one port. Without [app], the bundled demo app runs. Every option can also be set through
+Runs the app module in N workers behind one port. Its default export is an Express app, a
+Fastify instance, a request listener (req, res), an object with fetch(request) (Hono), or a
+factory returning one; a .ts app runs through the app's tsx (README: "Running your own app").
+Without [app], the bundled demo app runs. Every option can also be set through
 the environment variable shown; flags win over the environment. Durations need a unit (500ms,
 10s, 2m).
 
@@ -50,7 +52,7 @@ ${CONTROL_FLAGS}
 const MAIN_HELP = `Usage: drover <command> [options]
 
 Commands:
-  start [app]   run an Express app in a supervised cluster (see drover start --help)
+  start [app]   run a Node HTTP app in a supervised cluster (see drover start --help)
   status        show the workers of a running drover
   reload        zero-downtime rolling reload of a running drover
 

@@ -7,7 +7,7 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 
 /** Everything `drover start` can be told. Each field: flag `--kebab-name`, env `DROVER_SNAKE_NAME`. */
 export interface DroverOptions {
-  /** Path of the app module (default export: an Express app or a factory returning one). @defaultValue the bundled demo app */
+  /** Path of the app module (what it may export: src/worker/app-kind.ts). @defaultValue the bundled demo app */
   app: string;
   /** Number of workers. Also read from `WEB_CONCURRENCY`. @defaultValue the cgroup CPU quota rounded up, else `os.availableParallelism()` */
   workers: number;

@@ -10,6 +10,7 @@ import { QUIET_MS } from './beat-pace';
 import { Dispatcher } from './dispatcher';
 import { createScraper } from './scrape';
 import { Supervisor } from './supervisor';
+import { typeScriptExecArgv } from './ts-loader';
 
 /** Connections held while no worker exists (all crashed or booting). */
 const MAX_QUEUED_CONNECTIONS = 1024;
@@ -18,13 +19,15 @@ const QUEUE_TIMEOUT_MS = 10_000;
 /** Runs the primary until it stops; exits the process with the documented code. */
 export async function startPrimary(opts: DroverOptions): Promise<void> {
   const log = createLogger(opts.logLevel, { role: 'primary' });
+  // Before anything is created: a TypeScript app without tsx is a usage error (exit 2).
+  const tsArgv = typeScriptExecArgv(opts.app, [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(' ')]);
   const runtimeDir = fs.mkdtempSync(path.join(os.tmpdir(), 'drover-'));
   const cleanup = () => fs.rmSync(runtimeDir, { recursive: true, force: true });
 
   // Under pm2 fork mode process.argv[1] is pm2's wrapper: always name the worker entry.
   cluster.setupPrimary({
     exec: path.join(__dirname, '..', 'worker', 'main.js'),
-    execArgv: workerExecArgv(process.execArgv, opts),
+    execArgv: [...workerExecArgv(process.execArgv, opts), ...tsArgv],
     args: [],
   });
 

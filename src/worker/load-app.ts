@@ -1,8 +1,9 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveModule, type ServedApp } from './adapters';
 
-/** What drover needs of the user's app: an Express app is a request listener with `handle`/`set`. */
+/** The request listener drover serves the app through; `set` only when it is an Express app. */
 export type AppHandler = ((req: IncomingMessage, res: ServerResponse) => void) & {
   set?: (name: string, value: unknown) => unknown;
 };
@@ -22,54 +23,42 @@ export interface AppHooks {
 
 export interface LoadedApp {
   app: AppHandler;
+  /** Which kind of export it was (src/worker/app-kind.ts). */
+  kind: ServedApp['kind'];
   hooks: AppHooks;
-}
-
-function isExpressApp(x: unknown): x is AppHandler {
-  const f = x as { handle?: unknown; use?: unknown } | undefined;
-  return typeof x === 'function' && typeof f?.handle === 'function' && typeof f?.use === 'function';
 }
 
 async function importModule(file: string): Promise<Record<string, unknown>> {
   // CommonJS apps are loaded with require(): through import(), `module.parent` is unset, and the
   // common `if (!module.parent) app.listen()` guard would then start a stray listener.
-  if (!file.endsWith('.mjs')) {
+  // .mjs/.mts are ESM by name. An ESM .js with top-level await cannot be require()d even where
+  // require(esm) works (Node >= 20.19): ERR_REQUIRE_ASYNC_MODULE falls back to import() too.
+  if (!/\.m[jt]s$/.test(file)) {
     try {
       return require(file) as Record<string, unknown>;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ERR_REQUIRE_ESM' && code !== 'ERR_REQUIRE_ASYNC_MODULE') throw err;
     }
   }
   return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
 }
 
 /**
- * Load the user's module: its default export (or `module.exports`) is an Express app, or a
- * possibly async factory returning one. Throws an Error with an operator-facing message.
+ * Load the user's module and make its app one request listener: an Express app, a Fastify
+ * instance, a request listener, a fetch handler, or a factory returning one (the rule:
+ * src/worker/app-kind.ts, ADR 0015). Throws an Error with an operator-facing message.
  */
 export async function loadApp(file: string): Promise<LoadedApp> {
   const mod = await importModule(path.resolve(file));
-  // ESM default, a transpiled `exports.default`, or the CommonJS `module.exports` itself.
-  const exported: unknown = mod.default !== undefined ? mod.default : mod;
-  let app: unknown = exported;
-  if (!isExpressApp(app) && typeof app === 'function') app = await (app as () => unknown)();
-  if (!isExpressApp(app)) {
-    throw new Error(
-      `${file} must export an Express app, or a function returning one (got ${describe(app)}).`,
-    );
-  }
+  const served = await serveModule(file, mod);
+  const app: AppHandler = served.listener;
   const pick = (name: keyof AppHooks) => {
-    const fromMod = mod[name];
-    const fromDefault = (mod.default as Record<string, unknown> | undefined)?.[name];
-    const hook = typeof fromMod === 'function' ? fromMod : fromDefault;
+    // A framework object's own methods are not hooks: Fastify's `ready` is not the module's.
+    const from = (x: unknown) => (x === served.framework ? undefined : (x as Record<string, unknown> | undefined)?.[name]);
+    const fromMod = from(mod);
+    const hook = typeof fromMod === 'function' ? fromMod : from(mod.default);
     return typeof hook === 'function' ? (hook as () => unknown) : undefined;
   };
-  return { app, hooks: { ready: pick('ready'), shutdown: pick('shutdown'), attach: pick('attach') } };
-}
-
-function describe(x: unknown): string {
-  if (x === null) return 'null';
-  if (typeof x === 'function') return 'a function that is not an Express app';
-  if (typeof x === 'object') return `an object with keys [${Object.keys(x as object).slice(0, 5).join(', ')}]`;
-  return typeof x;
+  return { app, kind: served.kind, hooks: { ready: pick('ready'), shutdown: pick('shutdown') ?? served.close, attach: pick('attach') } };
 }

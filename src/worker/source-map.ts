@@ -5,13 +5,14 @@ import { fileURLToPath } from 'node:url';
 
 const cache = new Map<string, { map: SourceMap; dir: string } | null>();
 
-function load(file: string): { map: SourceMap; dir: string } | null {
+function load(file: string, sourceMapURL: string | undefined): { map: SourceMap; dir: string } | null {
   const cached = cache.get(file);
   if (cached !== undefined) return cached;
   let entry: { map: SourceMap; dir: string } | null = null;
   try {
-    const js = fs.readFileSync(file, 'utf8');
-    const ref = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(js)?.[1];
+    // A loader that compiles in memory (tsx) gives V8 code whose map the file on disk lacks: the
+    // reference V8 parsed comes first.
+    const ref = sourceMapURL || /\/\/# sourceMappingURL=(\S+)\s*$/.exec(fs.readFileSync(file, 'utf8'))?.[1];
     if (ref?.startsWith('data:')) {
       const payload = Buffer.from(ref.slice(ref.indexOf(',') + 1), 'base64').toString('utf8');
       entry = { map: new SourceMap(JSON.parse(payload) as SourceMapPayload), dir: path.dirname(file) };
@@ -31,11 +32,16 @@ function load(file: string): { map: SourceMap; dir: string } | null {
  * source map. Used by the watchdog thread, which cannot rely on --enable-source-maps: the
  * inspector reports raw positions of the compiled JavaScript.
  */
-export function originalPosition(url: string, line: number, column: number): { file: string; line: number; column: number } | undefined {
+export function originalPosition(
+  url: string,
+  line: number,
+  column: number,
+  sourceMapURL?: string,
+): { file: string; line: number; column: number } | undefined {
   let file = url;
   if (url.startsWith('file://')) file = fileURLToPath(url);
   if (!path.isAbsolute(file)) return undefined;
-  const entry = load(file);
+  const entry = load(file, sourceMapURL);
   if (!entry) return undefined;
   const e = entry.map.findEntry(line - 1, column - 1) as { originalSource?: string; originalLine?: number; originalColumn?: number };
   if (!e.originalSource || e.originalLine === undefined) return undefined;

@@ -51,9 +51,11 @@ function capture(blockedMs: number): void {
   const session = new Session();
   session.connectToMainThread();
   // Call frames name their script by id only; Debugger.enable replays scriptParsed for every
-  // loaded script, which gives the id -> file mapping.
-  const urls = new Map<string, string>();
-  session.on('Debugger.scriptParsed', (ev) => urls.set(ev.params.scriptId, ev.params.url));
+  // loaded script, which gives the id -> file mapping and the source map V8 saw for it.
+  const scripts = new Map<string, { url: string; sourceMapURL: string | undefined }>();
+  session.on('Debugger.scriptParsed', (ev) =>
+    scripts.set(ev.params.scriptId, { url: ev.params.url, sourceMapURL: ev.params.sourceMapURL }),
+  );
   session.once('Debugger.paused', (ev) => {
     const raw = ev.params.callFrames.slice(0, 20);
     // Resume first: mapping reads files, and the main thread should not wait for that.
@@ -61,11 +63,12 @@ function capture(blockedMs: number): void {
       session.post('Debugger.disable', () => session.disconnect());
     });
     const frames = raw.map((f) => {
-      const url = f.url || urls.get(f.location.scriptId) || '<unknown>';
+      const script = scripts.get(f.location.scriptId);
+      const url = f.url || script?.url || '<unknown>';
       const line = f.location.lineNumber + 1;
       const column = (f.location.columnNumber ?? 0) + 1;
       // Point at the TypeScript (or other compiled-from) source when the file has a source map.
-      const orig = originalPosition(url, line, column);
+      const orig = originalPosition(url, line, column, script?.sourceMapURL);
       return { functionName: f.functionName || '<anonymous>', url: orig?.file ?? url, line: orig?.line ?? line, column: orig?.column ?? column };
     });
     const report: CapturedStack = { pid: process.pid, capturedAt: new Date().toISOString(), blockedMs, frames };

@@ -22,7 +22,7 @@ describe('failures stop drover with a clear message and a documented code', () =
     const d = await startDrover({ app: path.join(FIXTURES, 'not-an-app.js'), args: ['--workers', '1'], ready: false });
     assert.equal((await d.exited).code, 3);
     const fatal = d.lines.find((l) => l.msg === 'app failed to load');
-    assert.match(JSON.stringify(fatal), /must export an Express app, or a function returning one \(got an object with keys \[port\]\)/);
+    assert.match(JSON.stringify(fatal), /not-an-app\.js: its default export is an object with keys \[port\]\. drover serves an Express app, a Fastify instance, a request listener/);
   });
 
   it('workers that die during boot: backoff, then exit 4 (crash loop)', async () => {
