@@ -76,12 +76,14 @@ export function fetchListener(handler: FetchHandler): Listener {
 
 async function serveFetch(handler: FetchHandler, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const aborted = new AbortController();
+  const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : bodyOf(req);
   res.once('close', () => {
     if (!res.writableFinished) aborted.abort();
+    body?.release();
   });
   let request: Request;
   try {
-    request = toRequest(req, aborted.signal);
+    request = toRequest(req, body?.stream, aborted.signal);
   } catch {
     // An unparseable Host header or request-target: nothing an app could route.
     return void res.writeHead(400, { connection: 'close', 'content-length': 0 }).end();
@@ -100,14 +102,60 @@ async function serveFetch(handler: FetchHandler, req: IncomingMessage, res: Serv
   }
 }
 
-function toRequest(req: IncomingMessage, signal: AbortSignal): Request {
+function toRequest(req: IncomingMessage, body: ReadableStream<Uint8Array> | undefined, signal: AbortSignal): Request {
   const host = req.headers.host ?? 'localhost';
   // Concatenated, not resolved against a base: a target of "//other/x" stays a path on this host.
   const url = req.url?.startsWith('/') ? `http://${host}${req.url}` : (req.url ?? '/');
   const headers = new Headers();
   for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
-  const body = req.method === 'GET' || req.method === 'HEAD' ? null : (Readable.toWeb(req) as unknown as RequestInit['body']);
-  return new Request(url, { method: req.method, headers, body, signal, duplex: 'half' } as RequestInit);
+  return new Request(url, { method: req.method, headers, body: body as RequestInit['body'], signal, duplex: 'half' } as RequestInit);
+}
+
+/**
+ * The request body as a web stream that reads only as the handler reads (highWaterMark 0).
+ * Readable.toWeb reads ahead from the start, so a body the handler ignores stays half read and
+ * the keep-alive connection stalls before its next request. A body never touched is discarded by
+ * Node after the response; `release()` does the same for one read in part (or cancelled).
+ */
+function bodyOf(req: IncomingMessage): { stream: ReadableStream<Uint8Array>; release: () => void } {
+  let state: 'idle' | 'reading' | 'done' = 'idle';
+  let onData: ((chunk: Buffer) => void) | undefined;
+  const release = () => {
+    const reading = state === 'reading';
+    state = 'done';
+    if (!reading) return;
+    req.off('data', onData!);
+    req.resume(); // flowing with no listener: the rest is read off the socket and dropped
+  };
+  const start = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    state = 'reading';
+    onData = (chunk) => {
+      controller.enqueue(chunk);
+      if ((controller.desiredSize ?? 0) <= 0) req.pause();
+    };
+    req.on('data', onData);
+    req.once('end', () => {
+      if (state !== 'reading') return;
+      state = 'done';
+      controller.close();
+    });
+    req.once('error', (err) => {
+      if (state !== 'reading') return;
+      state = 'done';
+      controller.error(err);
+    });
+  };
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (state === 'idle') start(controller);
+        if (state === 'reading') req.resume();
+      },
+      cancel: release,
+    },
+    { highWaterMark: 0 },
+  );
+  return { stream, release };
 }
 
 function isResponse(x: unknown): x is Response {

@@ -214,6 +214,31 @@ describe('fetchListener: a fetch handler on a Node server', () => {
     }
   });
 
+  it('a body the handler ignores, or reads in part, does not stall the keep-alive connection', { timeout: 10_000 }, async () => {
+    for (const reads of [0, 1]) {
+      const { base, server } = await serve(
+        fetchListener(async (request) => {
+          if (reads && request.body) await request.body.getReader().read();
+          return new Response('ok');
+        }),
+      );
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const send = (method: string, body?: Buffer) =>
+        new Promise<number>((resolve, reject) => {
+          const req = http.request(`${base}/`, { method, agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          req.on('error', reject);
+          req.end(body);
+        });
+      // One connection: each request waits for the previous body to be off the wire.
+      assert.deepEqual([await send('POST', Buffer.alloc(4 << 20)), await send('POST', Buffer.alloc(100)), await send('GET')], [200, 200, 200]);
+      agent.destroy();
+      server.close();
+    }
+  });
+
   it("the Request's signal aborts when the client goes away", async () => {
     let onAbort: () => void = () => undefined;
     const aborted = new Promise<void>((r) => (onAbort = r));
