@@ -41,6 +41,11 @@ export interface HeartbeatMsg {
   inFlight: number;
   /** Open connections (adopted sockets not yet closed). */
   connections: number;
+  /**
+   * Of those, the ones an 'upgrade' handed to the app (WebSockets). Added without a protocol
+   * bump: a newer worker's extra field is ignored by an older primary.
+   */
+  upgraded: number;
   /** Requests completed since the worker started. */
   requests: number;
   /** Sockets adopted since the worker started. */

@@ -29,6 +29,8 @@ export interface WorkerStatus {
   heapUsedBytes: number | null;
   inFlight: number | null;
   connections: number | null;
+  /** Of `connections`, those upgraded (WebSockets): they hold no request in flight but keep the worker's drain open. */
+  upgraded: number | null;
   requests: number | null;
   /** Connections the primary handed to this worker. */
   dispatched: number;
@@ -81,6 +83,7 @@ function workerStatus(h: WorkerHandle, now: number): WorkerStatus {
     heapUsedBytes: b?.heapUsedBytes ?? null,
     inFlight: b?.inFlight ?? null,
     connections: b?.connections ?? null,
+    upgraded: b?.upgraded ?? null,
     requests: b?.requests ?? null,
     dispatched: h.dispatched,
     privatePort: h.privatePort ?? null,

@@ -107,6 +107,7 @@ export class PrimaryMetrics {
     perWorker('drover_worker_heap_used_bytes', 'V8 heap used by the worker.', (h) => h.beat?.heapUsedBytes);
     perWorker('drover_worker_heap_total_bytes', 'V8 heap allocated by the worker.', (h) => h.beat?.heapTotalBytes);
     perWorker('drover_worker_open_connections', 'Connections open on the worker.', (h) => h.beat?.connections);
+    perWorker('drover_worker_upgraded_connections', 'Upgraded connections (WebSockets) open on the worker; also counted in drover_worker_open_connections.', (h) => h.beat?.upgraded);
     perWorker('drover_worker_requests_in_flight', 'Requests being handled by the worker, from its last heartbeat.', (h) => h.beat?.inFlight);
     perWorker('drover_worker_generation', 'Generation of the worker serving the slot (a reload has reached every slot when all equal drover_generation).', (h) => h.generation);
     perWorker('drover_metrics_snapshot_age_seconds', "Age of the worker's newest metrics snapshot.", (h, now) => {

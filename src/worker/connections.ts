@@ -5,7 +5,8 @@ import type { RequestCounters } from './heartbeat';
 export type WorkerState = 'booting' | 'listening' | 'draining' | 'stopped';
 
 /**
- * The worker's view of its traffic: open sockets, requests in flight, and the drain sequence.
+ * The worker's view of its traffic: open sockets, requests in flight, upgraded (WebSocket)
+ * connections, and the drain sequence.
  *
  * Drain order matters (measured: closing a server and its idle sockets at once fails ~0.5 % of
  * keep-alive requests, because a client reuses a socket the server is closing):
@@ -13,30 +14,39 @@ export type WorkerState = 'booting' | 'listening' | 'draining' | 'stopped';
  *   2. every response from now on carries `Connection: close`, so busy keep-alive clients leave
  *      after their next answer;
  *   3. sockets that stay idle are closed only after a grace (or at the deadline);
- *   4. at the deadline whatever is left is destroyed.
+ *   4. the app's shutdown hook runs (`between`): an upgraded connection is no HTTP socket, so
+ *      `Connection: close` cannot reach it, and the app closes it in its own protocol (a
+ *      WebSocket close frame);
+ *   5. at the deadline whatever is left is destroyed (ADR 0016).
  */
 export class Connections {
   state: WorkerState = 'booting';
   private readonly sockets = new Set<Socket>();
+  /** Sockets an 'upgrade' handed to the app; a subset of `sockets`. */
+  private readonly upgraded = new Set<Socket>();
   private readonly pending = new Set<http.ServerResponse>();
   private requests = 0;
   private adopted = 0;
-  private drainWaiters: (() => void)[] = [];
+  /** Set while a drain step waits: re-checks its condition when a socket or response closes. */
+  private waiter: (() => void) | undefined;
 
   constructor(private readonly server: http.Server) {
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.once('close', () => {
         this.sockets.delete(socket);
-        this.checkDrained();
+        this.upgraded.delete(socket);
+        this.waiter?.();
       });
     });
+    this.countUpgrades();
   }
 
   counters(): RequestCounters {
     return {
       inFlight: this.pending.size,
       connections: this.sockets.size,
+      upgraded: this.upgraded.size,
       requests: this.requests,
       adopted: this.adopted,
     };
@@ -67,45 +77,75 @@ export class Connections {
       this.onDone?.(req, res, startedAt);
       // A socket that just went idle during drain will not be reused by a client that saw
       // `Connection: close`; node closes it itself. Nothing to do here but check completion.
-      this.checkDrained();
+      this.waiter?.();
     });
   }
 
-  /** Resolves with the number of sockets force-closed at the deadline (0 = clean drain). */
-  drain(timeoutMs: number, idleGraceMs: number): Promise<number> {
-    if (this.state !== 'draining') {
-      this.state = 'draining';
-      for (const res of this.pending) {
-        if (!res.headersSent) res.setHeader('Connection', 'close');
-      }
+  /**
+   * Drains (steps 2-5 above) and resolves with the number of sockets destroyed at the deadline
+   * (0 = clean). `between` runs once HTTP is done (or the deadline passed), before upgraded
+   * connections are awaited; its own time limit is the caller's.
+   */
+  async drain(timeoutMs: number, idleGraceMs: number, between: () => Promise<void> = async () => {}): Promise<number> {
+    this.state = 'draining';
+    const deadline = performance.now() + timeoutMs;
+    for (const res of this.pending) {
+      if (!res.headersSent) res.setHeader('Connection', 'close');
     }
+    // Closes the sockets idle right now. Upgraded sockets are not among them: node drops a
+    // socket from the server's connection list when it hands it to an 'upgrade' listener.
+    const grace = setTimeout(() => this.server.closeIdleConnections(), Math.min(idleGraceMs, timeoutMs));
+    let forced = await this.waitOrDestroy(() => this.pending.size === 0 && this.sockets.size === this.upgraded.size, deadline, (s) => !this.upgraded.has(s));
+    clearTimeout(grace);
+    await between();
+    forced += await this.waitOrDestroy(() => this.upgraded.size === 0, deadline, (s) => this.upgraded.has(s));
+    // Last, as a listening server's 'close' comes only after its connections ended (adopted
+    // sockets are not counted by net.Server, so an earlier close() would emit it at once, and
+    // socket.io, which closes its clients on that event, would do so before the shutdown hook).
+    this.server.close();
+    this.state = 'stopped';
+    return forced;
+  }
+
+  /** Waits until `done()` holds, re-checked as sockets and responses close; at the deadline destroys the sockets `doomed` picks. */
+  private waitOrDestroy(done: () => boolean, deadline: number, doomed: (s: Socket) => boolean): Promise<number> {
+    if (done()) return Promise.resolve(0);
     return new Promise((resolve) => {
-      const grace = setTimeout(() => {
-        // Stops the private listener and closes sockets idle right now (node >= 19).
-        this.server.close();
-        this.server.closeIdleConnections();
-      }, Math.min(idleGraceMs, timeoutMs));
-      const deadline = setTimeout(() => {
-        const forced = this.sockets.size;
-        for (const s of this.sockets) s.destroy();
-        finish(forced);
-      }, timeoutMs);
-      const finish = (forced: number) => {
-        clearTimeout(grace);
-        clearTimeout(deadline);
-        this.server.close();
-        this.state = 'stopped';
-        resolve(forced);
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        let n = 0;
+        for (const s of this.sockets) {
+          if (!doomed(s)) continue;
+          s.destroy();
+          n++;
+        }
+        resolve(n);
+      }, Math.max(0, deadline - performance.now()));
+      this.waiter = () => {
+        if (!done()) return;
+        clearTimeout(timer);
+        this.waiter = undefined;
+        resolve(0);
       };
-      this.drainWaiters.push(() => finish(0));
-      this.checkDrained();
     });
   }
 
-  private checkDrained(): void {
-    if (this.state !== 'draining' || this.sockets.size > 0 || this.pending.size > 0) return;
-    const waiters = this.drainWaiters;
-    this.drainWaiters = [];
-    for (const w of waiters) w();
+  /**
+   * Marks the sockets of 'upgrade' events. The marking listener is there only while the app has
+   * one of its own: with no 'upgrade' listener node serves an Upgrade request as plain HTTP (the
+   * app answers it, as an `Upgrade: h2c` client expects), while with only ours the socket would
+   * hang unanswered. Prepended, so the socket is counted before the app's handler can close it.
+   */
+  private countUpgrades(): void {
+    const mark = (_req: http.IncomingMessage, socket: Socket) => void this.upgraded.add(socket);
+    this.server.on('newListener', (event: string | symbol, listener: unknown) => {
+      if (event !== 'upgrade' || listener === mark) return;
+      if (this.server.listenerCount('upgrade') === 0) this.server.prependListener('upgrade', mark);
+    });
+    this.server.on('removeListener', (event: string | symbol, listener: unknown) => {
+      if (event !== 'upgrade' || listener === mark) return;
+      const left = this.server.listeners('upgrade');
+      if (left.length === 1 && left[0] === mark) this.server.removeListener('upgrade', mark);
+    });
   }
 }

@@ -5,6 +5,7 @@ import type { HeartbeatMsg, LoopStats } from '../protocol';
 export interface RequestCounters {
   inFlight: number;
   connections: number;
+  upgraded: number;
   requests: number;
   adopted: number;
 }
@@ -87,6 +88,7 @@ export class Heartbeat {
       nextMs: this.intervalMs,
       inFlight: c.inFlight,
       connections: c.connections,
+      upgraded: c.upgraded,
       requests: c.requests,
       adopted: c.adopted,
       loop: this.loop,

@@ -95,9 +95,11 @@ async function closeOffloadPools(): Promise<void> {
 async function drain(timeoutMs: number, idleGraceMs: number): Promise<void> {
   if (!conns || conns.state === 'draining' || conns.state === 'stopped') return;
   const started = Date.now();
-  log.info({ timeoutMs, inFlight: conns.counters().inFlight }, 'draining');
-  const forced = await conns.drain(timeoutMs, idleGraceMs);
-  await runShutdownHook(Math.max(0, timeoutMs - (Date.now() - started)));
+  const { inFlight, upgraded } = conns.counters();
+  log.info({ timeoutMs, inFlight, upgraded }, 'draining');
+  // The hook runs between HTTP and upgraded connections: after the last request (pools may
+  // close), while WebSockets are still open for the app to close with a close frame.
+  const forced = await conns.drain(timeoutMs, idleGraceMs, () => runShutdownHook(Math.max(0, timeoutMs - (Date.now() - started))));
   await closeOffloadPools();
   heartbeat?.stop();
   clearTimeout(metricsTimer);
@@ -173,6 +175,13 @@ function protocolVersion(): number {
   return PROTOCOL_VERSION;
 }
 
+/** The app could not be loaded or set up: the primary stops instead of respawning it. */
+function appFailed(err: unknown): void {
+  const e = err instanceof Error ? err : new Error(String(err));
+  log.fatal({ err: e, app: cfg.app }, 'app failed to load');
+  send({ type: 'drover:app-error', message: e.message, stack: e.stack }, () => exitAfterFlush(ExitCode.APP_LOAD_ERROR));
+}
+
 async function main(): Promise<void> {
   const onBeat = startWatchdog({
     captureAfterMs: cfg.stackCaptureAfterMs,
@@ -195,12 +204,7 @@ async function main(): Promise<void> {
     if (hooks.ready) await hooks.ready();
   } catch (err) {
     restoreListen();
-    const e = err instanceof Error ? err : new Error(String(err));
-    log.fatal({ err: e, app: cfg.app }, 'app failed to load');
-    send({ type: 'drover:app-error', message: e.message, stack: e.stack }, () =>
-      exitAfterFlush(ExitCode.APP_LOAD_ERROR),
-    );
-    return;
+    return appFailed(err);
   }
   restoreListen();
   const app = loaded.app;
@@ -209,6 +213,12 @@ async function main(): Promise<void> {
 
   const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
   const { server, conns: c } = createAppServer(cfg, app, gate);
+  try {
+    // Before listen(): the app's 'upgrade' listeners (ws, socket.io) must be there for the first socket.
+    if (hooks.attach) await hooks.attach(server);
+  } catch (err) {
+    return appFailed(err);
+  }
   conns = c;
   metrics.inFlightNow = () => c.counters().inFlight;
   if (cfg.requestMetrics) c.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);

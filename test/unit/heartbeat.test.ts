@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import type { HeartbeatMsg, LoopStats } from '../../src/protocol';
 import { Heartbeat } from '../../src/worker/heartbeat';
 
-const idle = () => ({ inFlight: 0, connections: 0, requests: 0, adopted: 0 });
+const idle = () => ({ inFlight: 0, connections: 0, upgraded: 0, requests: 0, adopted: 0 });
 
 /** Starts a heartbeat; `nextSummary()` resolves with the loop stats of the next 1 s summary. */
 function beating(intervalMs: number) {
