@@ -88,8 +88,10 @@ export function moduleKind(mod: Props): { kind: AppKind; what: string; value: un
     const kind: AppKind = name === 'listener' ? { kind: 'listener', listener: bound } : { kind: 'fetch', fetch: bound };
     return { kind, what: `its \`${name}\` export`, value };
   }
-  const value = mod.default !== undefined ? mod.default : mod;
-  return { kind: kindOf(value), what: 'its default export', value };
+  if (mod.default !== undefined) return { kind: kindOf(mod.default), what: 'its default export', value: mod.default };
+  // An ESM namespace without a default (only named exports) is not an app, but say what it holds.
+  const esm = (mod as { [Symbol.toStringTag]?: unknown })[Symbol.toStringTag] === 'Module';
+  return { kind: kindOf(mod), what: esm ? 'it has no default export, and its namespace' : 'its default export', value: mod };
 }
 
 /** What a value is, for an operator: its type, name or constructor, arity, a few keys. */

@@ -84,6 +84,11 @@ describe('moduleKind: named exports state the kind, else the default export deci
     assert.equal(moduleKind(express() as unknown as Record<string, unknown>).kind.kind, 'express');
     assert.equal(moduleKind({ port: 3000 }).what, 'its default export');
   });
+  it('an ESM module without a default export is named as such', async () => {
+    const source: string = 'data:text/javascript,export const app = 1;';
+    const ns = (await import(source)) as Record<string, unknown>;
+    await assert.rejects(serveModule('app.mjs', ns), /^DroverError: app\.mjs: it has no default export, and its namespace is an object with keys \[app\]\. drover serves/);
+  });
   it('a named export that is not a function is ignored', () => {
     assert.equal(moduleKind({ listener: 'no', default: express() }).kind.kind, 'express');
   });
