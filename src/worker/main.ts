@@ -239,7 +239,8 @@ async function main(): Promise<void> {
   metricsTimer.unref();
   const privatePort = (server.address() as AddressInfo).port;
   send({ type: 'drover:listening', privatePort });
-  log.info({ privatePort }, 'listening');
+  // Which kind of export drover took the app for (ADR 0015): the first thing to check if it answers oddly.
+  log.info({ privatePort, appKind: loaded.kind }, 'listening');
 }
 
 main().catch((err: unknown) => {

@@ -48,40 +48,41 @@ after(async () => {
   await Promise.all(started.map((d) => d.stop()));
 });
 
-/** Fixture, the `kind` its /ping answers, and checks of its own beyond the common ones. */
-const kinds: [string, string, ((d: Drover) => Promise<void>)?][] = [
-  ['express.js', 'express'],
-  ['express-factory.js', 'express-factory'],
-  ['express-async-factory.mjs', 'express-async-factory'],
-  ['listener.js', 'listener'],
-  ['named-listener.mjs', 'listener', async (d) => assert.equal((await get(d.url('/ping'))).headers['x-wrapped'], '1')],
-  ['koa.js', 'koa'],
-  ['fastify.js', 'fastify', async (d) => {
+/** Fixture, the `kind` its /ping answers, the kind drover takes it for, checks of its own. */
+const kinds: [string, string, string, ((d: Drover) => Promise<void>)?][] = [
+  ['express.js', 'express', 'express'],
+  ['express-factory.js', 'express-factory', 'express'],
+  ['express-async-factory.mjs', 'express-async-factory', 'express'],
+  ['listener.js', 'listener', 'listener'],
+  ['named-listener.mjs', 'listener', 'listener', async (d) => assert.equal((await get(d.url('/ping'))).headers['x-wrapped'], '1')],
+  ['koa.js', 'koa', 'listener'],
+  ['fastify.js', 'fastify', 'fastify', async (d) => {
     const r = await getJson(d.url('/echo'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' });
     assert.deepEqual(r.body, { got: { a: 1 } });
   }],
-  ['fastify-factory.mjs', 'fastify-factory'],
-  ['hono.mjs', 'hono', async (d) => {
+  ['fastify-factory.mjs', 'fastify-factory', 'fastify'],
+  ['hono.mjs', 'hono', 'fetch', async (d) => {
     assert.deepEqual((await getJson(d.url('/env'))).body, { remote: '127.0.0.1' });
     const r = await getJson(d.url('/echo'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' });
     assert.deepEqual(r.body, { got: { a: 1 } });
   }],
-  ['hono-node-server.mjs', 'hono-node-server'],
-  ['fetch.mjs', 'fetch', async (d) => {
+  ['hono-node-server.mjs', 'hono-node-server', 'listener'],
+  ['fetch.mjs', 'fetch', 'fetch', async (d) => {
     const res = await fetch(d.url('/upload'), { method: 'POST', body: Buffer.alloc(1 << 20, 1) });
     assert.equal(res.status, 201);
     assert.equal(await res.text(), '/upload got 1048576 bytes');
     assert.deepEqual(res.headers.getSetCookie(), ['a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT', 'b=2']);
   }],
-  ['nest.mjs', 'nest'],
-  ['esm-tla/app.js', 'esm-tla'],
+  ['nest.mjs', 'nest', 'express'],
+  ['esm-tla/app.js', 'esm-tla', 'listener'],
 ];
 
 describe('every kind of app is served through drover', () => {
-  for (const [file, kind, extra] of kinds) {
-    it(`${file}: answers as ${kind}, counted by drover's metrics, drained with Connection: close`, async () => {
+  for (const [file, kind, appKind, extra] of kinds) {
+    it(`${file}: served as ${appKind}, counted by drover's metrics, drained with Connection: close`, async () => {
       const d = await startDrover({ app: path.join(APPS, file), args: ['--workers', '1', '--drain-idle-grace', '100ms'] });
       started.push(d);
+      assert.equal((await d.waitFor((l) => l.msg === 'listening' && l.role === 'worker')).appKind, appKind, 'the worker logs the kind');
       const r = await get(d.url('/ping'));
       assert.equal(r.status, 200);
       assert.equal((JSON.parse(r.body) as { kind: string }).kind, kind);
