@@ -100,11 +100,28 @@ export function storeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): StoreC
  */
 export async function openStore(config: StoreConfig): Promise<ItemStore> {
   if (config.kind === 'postgres') {
-    const { openPostgresStore } = await import('./postgres.js');
+    const { openPostgresStore } = await driver('pg', () => import('./postgres.js'));
     return openPostgresStore(config.url, config.poolSize);
   }
-  const { openSqliteStore } = await import('./sqlite.js');
+  const { openSqliteStore } = await driver('better-sqlite3', () => import('./sqlite.js'));
   return openSqliteStore(config.path);
+}
+
+/**
+ * The database drivers are the demo's, not drover's: they are devDependencies, so drover installed
+ * as a dependency does not build a native module nobody asked for. Without one, `/items` answers
+ * 503 and the log says what to install.
+ */
+async function driver<T>(name: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if ((code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') && String((err as Error).message).includes(`'${name}'`)) {
+      throw new StoreUnavailableError(`the demo's /items needs the ${name} package, which drover does not install for you: npm install ${name}`);
+    }
+    throw err;
+  }
 }
 
 /**
