@@ -1,10 +1,10 @@
 import * as http from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { startNginx } from '../lib/nginx';
 import { openLoop } from '../lib/open-loop';
 import { startPeer, type Server } from '../lib/servers';
-import { summarize } from '../lib/stats';
+import { newHistogram, summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
-import { bigLoop } from './workers';
 
 type Peer = 'drover least-busy' | 'node:cluster';
 /**
@@ -154,4 +154,41 @@ function derive(rows: Row[]): Record<string, number> {
     }
   }
   return out;
+}
+
+/**
+ * One client keeping big work in flight, back to back, through `agent` (the pool the small
+ * requests share) or on new connections. In this process: it must share the FIFO pool, and a
+ * `/block` request costs the client nothing.
+ */
+function bigLoop(url: string, stop: Promise<void>, body?: Buffer, agent: http.Agent | false = false) {
+  const latency = newHistogram();
+  let stopped = false;
+  let errors = 0;
+  void stop.then(() => (stopped = true));
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const started = performance.now();
+      const req = http.request(url, { agent, method: body ? 'POST' : 'GET', headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (res.statusCode === 200) latency.recordValue(Math.round((performance.now() - started) * 1000));
+          else errors++;
+          resolve();
+        });
+        res.on('error', () => {
+          errors++;
+          resolve();
+        });
+      });
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end(body);
+    });
+  const done = (async () => {
+    while (!stopped) await one();
+  })();
+  return { latency, done, errors: () => errors };
 }
