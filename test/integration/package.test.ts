@@ -39,7 +39,7 @@ describe('drover installed as a dependency', () => {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('the tarball holds the runtime and no tests, bench or results; a fresh project runs an app with npx drover and requires the toolkit', { timeout: 240_000 }, async (t) => {
+  it('the tarball holds the runtime and no tests, bench or results; a fresh project runs an app with npx drover, requires the toolkit, and runs the demo (/items: 503 naming its missing driver)', { timeout: 240_000 }, async (t) => {
     // dist/ is built by `npm test`'s pretest; --ignore-scripts keeps pack from rebuilding it mid-run.
     const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], { cwd: ROOT, timeoutMs: 60_000 });
     assert.equal(packed.code, 0, packed.stderr);
@@ -93,5 +93,24 @@ describe('drover installed as a dependency', () => {
     process.kill(listening.pid, 'SIGTERM');
     const exit = await d.exited;
     assert.deepEqual(exit, { code: 0, signal: null }, `drover stopped cleanly\n${d.tail()}`);
+
+    // The bundled demo runs from the installed copy too; its database driver is not installed
+    // with drover, so /items says so instead of failing the worker.
+    const demoChild = spawn('npx', ['--no-install', 'drover', 'start', '--workers', '1', '--port', '0', '--control-port', '0', '--host', '127.0.0.1'], {
+      cwd: consumer,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    const demo = new Drover(demoChild);
+    started.push(demo);
+    const demoListening = await demo.waitForMsg('drover listening', 30_000);
+    demo.port = demoListening.port as number;
+    await demo.waitForMsg('drover ready', 30_000);
+    assert.equal((await fetch(demo.url('/ping'))).status, 200);
+    const items = await fetch(demo.url('/items'));
+    assert.equal(items.status, 503, 'the demo answers /items with 503 without its database driver');
+    await demo.until(async () => demo.stderr.some((l) => l.includes('npm install better-sqlite3')), 'the log names the package to install');
+    process.kill(demoListening.pid, 'SIGTERM');
+    assert.deepEqual(await demo.exited, { code: 0, signal: null }, demo.tail());
   });
 });
