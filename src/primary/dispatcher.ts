@@ -35,7 +35,7 @@ export interface DispatchStats {
   dropped: number;
   /** Sockets re-sent because their worker died before adopting them. */
   redispatched: number;
-  /** Connections handed over, per worker slot (monotonic across worker lifetimes). */
+  /** Handoffs, per worker slot, a re-sent connection counting again (monotonic across worker lifetimes). */
   dispatchedBySlot: number[];
 }
 
@@ -58,7 +58,7 @@ export class Dispatcher {
   readonly pace: BeatPace;
   private readonly server: net.Server;
   private readonly inflight = new Map<number, InFlight>();
-  private queue: { conn: TcpHandle; at: number }[] = [];
+  private queue: { conn: TcpHandle; at: number; resent: boolean }[] = [];
   private nextId = 1;
   private cursor = 0;
   private closed = false;
@@ -112,19 +112,20 @@ export class Dispatcher {
     this.route(conn);
   }
 
-  private route(conn: TcpHandle, acceptedAt?: number): void {
+  /** `resent`: the connection was handed over before and came back (its wait is already recorded). */
+  private route(conn: TcpHandle, acceptedAt?: number, resent = false): void {
     if (this.closed) return void conn.close();
     const now = performance.now();
     acceptedAt ??= now;
     const choice = choose(this.workers(), this.opts.mode, this.opts.lateGraceMs, now, this.cursor++);
-    if (!choice) return this.hold(conn, acceptedAt);
+    if (!choice) return this.hold(conn, acceptedAt, resent);
     if (choice.allStale) this.stats.allStale++;
-    this.send(conn, choice.worker, acceptedAt, now);
+    this.send(conn, choice.worker, acceptedAt, now, resent);
   }
 
-  private send(conn: TcpHandle, h: WorkerHandle, acceptedAt: number, now: number): void {
+  private send(conn: TcpHandle, h: WorkerHandle, acceptedAt: number, now: number, resent = false): void {
     const id = this.nextId++;
-    this.opts.onHandoff?.((now - acceptedAt) / 1000);
+    if (!resent) this.opts.onHandoff?.((now - acceptedAt) / 1000);
     this.stats.dispatched++;
     this.stats.dispatchedBySlot[h.slot] = (this.stats.dispatchedBySlot[h.slot] ?? 0) + 1;
     h.dispatched++;
@@ -138,14 +139,13 @@ export class Dispatcher {
       if (!err) return;
       // The worker's channel closed under us: take the connection back and try another worker
       // (it no longer counts as serving, so the choice cannot fall on it again). If none is
-      // left, the connection waits in the queue for the replacement.
+      // left, the connection waits in the queue for the replacement. The failed handoff stays
+      // counted (dispatched counts handoffs, and counters never go down); the re-send counts
+      // again, and in `redispatched`.
       this.inflight.delete(id);
       h.unacked.delete(id);
-      this.stats.dispatched--;
-      this.stats.dispatchedBySlot[h.slot]!--;
-      h.dispatched--;
       this.stats.redispatched++;
-      this.route(conn, acceptedAt);
+      this.route(conn, acceptedAt, true);
     });
   }
 
@@ -170,7 +170,7 @@ export class Dispatcher {
       this.inflight.delete(id);
       if (!entry) continue;
       this.stats.redispatched++;
-      this.route(entry.conn);
+      this.route(entry.conn, undefined, true);
     }
     h.unacked.clear();
   }
@@ -193,7 +193,7 @@ export class Dispatcher {
         continue;
       }
       if (choice.allStale) this.stats.allStale++;
-      this.send(q.conn, choice.worker, q.at, now);
+      this.send(q.conn, choice.worker, q.at, now, q.resent);
     }
   }
 
@@ -205,7 +205,7 @@ export class Dispatcher {
     return this.queue.length;
   }
 
-  private hold(conn: TcpHandle, now: number): void {
+  private hold(conn: TcpHandle, now: number, resent: boolean): void {
     if (this.queue.length >= this.opts.maxQueued) {
       this.stats.dropped++;
       if (this.stats.dropped === 1 || this.stats.dropped % 1000 === 0) {
@@ -214,6 +214,6 @@ export class Dispatcher {
       return void conn.close();
     }
     this.stats.queued++;
-    this.queue.push({ conn, at: now });
+    this.queue.push({ conn, at: now, resent });
   }
 }

@@ -134,7 +134,7 @@ export class PrimaryMetrics {
     });
 
     const st = dispatcher.stats;
-    mirrored('drover_connections_dispatched_total', 'Connections handed to a worker, by worker slot.', ['worker'],
+    mirrored('drover_connections_dispatched_total', 'Connections handed to a worker, by worker slot (one re-sent after its worker died counts again).', ['worker'],
       () => st.dispatchedBySlot.map((n, slot) => [{ worker: String(slot) }, n]));
     mirrored('drover_dispatch_all_stale_total', 'Connections dispatched while every worker had a stale heartbeat (given to the least stale).', [],
       () => [[{}, st.allStale]]);
@@ -171,6 +171,8 @@ export class PrimaryMetrics {
       name: 'drover_metrics_collect_timeouts_total', help: 'Snapshots requested from a worker that did not answer before the scrape deadline, by worker slot.',
       labelNames: ['worker'], registers: r,
     });
+    // Each slot from the start, at 0, so rate() reads 0 rather than "no data" until a first timeout.
+    for (let slot = 0; slot < sup.slots.length; slot++) this.collectTimeouts.inc({ worker: String(slot) }, 0);
     this.scrapeDuration = new promClient.Histogram({
       name: 'drover_metrics_scrape_duration_seconds', help: 'Time the primary spent answering GET /metrics (collect + aggregate + render).',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: r,

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import * as promClient from 'prom-client';
 import { registerDefaultMetrics } from '../default-metrics';
 import type { MetricJson } from '../protocol';
+import { SHED_REASONS } from './pressure-gate';
 import { RedMetrics } from './red-metrics';
 
 /**
@@ -47,6 +48,9 @@ export class WorkerMetrics {
 
   constructor(private readonly warn: (msg: string, extra: object) => void) {
     registerDefaultMetrics(this.registry);
+    // Every known reason from the start, at 0: a series that appears only at the first shed makes
+    // rate() read "no data" rather than 0 until then (Prometheus' instrumentation advice).
+    for (const reason of SHED_REASONS) this.shedTotal.inc({ reason }, 0);
   }
 
   /** Counts a request the pressure gate answered with 503. */

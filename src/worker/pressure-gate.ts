@@ -3,7 +3,9 @@ import Fastify from 'fastify';
 import underPressure from '@fastify/under-pressure';
 import type { WorkerConfig } from '../protocol';
 
-export type ShedReason = 'event_loop_delay' | 'event_loop_utilization' | 'heap' | 'rss';
+/** Why a request was shed: the label values of `http_requests_shed_total`. */
+export const SHED_REASONS = ['event_loop_delay', 'event_loop_utilization', 'heap', 'rss'] as const;
+export type ShedReason = (typeof SHED_REASONS)[number];
 
 /** How often the sensor samples; its delay figure is the mean over one sample. */
 const SAMPLE_INTERVAL_MS = 250;

@@ -51,6 +51,11 @@ describe('aggregated metrics', () => {
     assert.deepEqual(series(s, 'drover_worker_resident_memory_bytes').map((x) => x.labels.worker).sort(), ['0', '1', '2']);
     assert.ok(total(s, 'drover_connections_dispatched_total') >= K + 34);
     assert.equal(total(s, 'drover_metrics_snapshot_stale'), 0);
+    // Counters with known labels exist from the start at 0, so rate() reads 0, not "no data".
+    assert.deepEqual(series(s, 'http_requests_shed_total').map((x) => [x.labels.reason, x.value]).sort(), [
+      ['event_loop_delay', 0], ['event_loop_utilization', 0], ['heap', 0], ['rss', 0],
+    ]);
+    assert.deepEqual(series(s, 'drover_metrics_collect_timeouts_total').map((x) => [x.labels.worker, x.value]).sort(), [['0', 0], ['1', 0], ['2', 0]]);
 
     // Every family drover itself exposes is documented (runtime defaults are documented as a group).
     const docs = fs.readFileSync(path.join(ROOT, 'docs', 'metrics.md'), 'utf8');
