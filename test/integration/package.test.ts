@@ -39,6 +39,21 @@ describe('drover installed as a dependency', () => {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
+  /** `npx drover start ARGS` in the consumer, on free loopback ports, once it is ready. */
+  async function npxDrover(cwd: string, args: string[]): Promise<{ d: Drover; primaryPid: number }> {
+    const child = spawn('npx', ['--no-install', 'drover', 'start', ...args, '--workers', '1', '--port', '0', '--control-port', '0', '--host', '127.0.0.1'], {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group: after() kills npx, the primary and its workers at once
+    });
+    const d = new Drover(child);
+    started.push(d);
+    const listening = await d.waitForMsg('drover listening', 30_000);
+    d.port = listening.port as number;
+    await d.waitForMsg('drover ready', 30_000);
+    return { d, primaryPid: listening.pid };
+  }
+
   it('the tarball holds the runtime and no tests, bench or results; a fresh project runs an app with npx drover, requires the toolkit, and runs the demo (/items: 503 naming its missing driver)', { timeout: 240_000 }, async (t) => {
     // dist/ is built by `npm test`'s pretest; --ignore-scripts keeps pack from rebuilding it mid-run.
     const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', tmp], { cwd: ROOT, timeoutMs: 60_000 });
@@ -74,43 +89,25 @@ describe('drover installed as a dependency', () => {
     const toolkit = await run(process.execPath, ['-e', "const d = require('drover'); for (const f of ['streamJson', 'readRawBody', 'offload', 'offloadBody']) if (typeof d[f] !== 'function') { console.error(f + ' missing'); process.exit(1); }"], { cwd: consumer });
     assert.equal(toolkit.code, 0, `require('drover') gives the toolkit: ${toolkit.stderr}`);
 
-    const child = spawn('npx', ['--no-install', 'drover', 'start', 'app.js', '--workers', '1', '--port', '0', '--control-port', '0', '--host', '127.0.0.1'], {
-      cwd: consumer,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    const d = new Drover(child);
-    started.push(d);
-    const listening = await d.waitForMsg('drover listening', 30_000);
-    d.port = listening.port as number;
-    await d.waitForMsg('drover ready', 30_000);
+    const { d, primaryPid } = await npxDrover(consumer, ['app.js']);
     const res = await fetch(d.url('/'));
     assert.equal(res.status, 200);
     assert.equal(await res.text(), 'hello from 0');
 
     // SIGTERM to drover's primary, as a process manager would send it: npx itself does not wait for
     // its child when signalled, but it does exit with the child's code.
-    process.kill(listening.pid, 'SIGTERM');
+    process.kill(primaryPid, 'SIGTERM');
     const exit = await d.exited;
     assert.deepEqual(exit, { code: 0, signal: null }, `drover stopped cleanly\n${d.tail()}`);
 
     // The bundled demo runs from the installed copy too; its database driver is not installed
     // with drover, so /items says so instead of failing the worker.
-    const demoChild = spawn('npx', ['--no-install', 'drover', 'start', '--workers', '1', '--port', '0', '--control-port', '0', '--host', '127.0.0.1'], {
-      cwd: consumer,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    const demo = new Drover(demoChild);
-    started.push(demo);
-    const demoListening = await demo.waitForMsg('drover listening', 30_000);
-    demo.port = demoListening.port as number;
-    await demo.waitForMsg('drover ready', 30_000);
+    const { d: demo, primaryPid: demoPid } = await npxDrover(consumer, []);
     assert.equal((await fetch(demo.url('/ping'))).status, 200);
     const items = await fetch(demo.url('/items'));
     assert.equal(items.status, 503, 'the demo answers /items with 503 without its database driver');
     await demo.until(async () => demo.stderr.some((l) => l.includes('npm install better-sqlite3')), 'the log names the package to install');
-    process.kill(demoListening.pid, 'SIGTERM');
+    process.kill(demoPid, 'SIGTERM');
     assert.deepEqual(await demo.exited, { code: 0, signal: null }, demo.tail());
   });
 });
