@@ -4,9 +4,10 @@ import express, { Router, type Request, type Response, type NextFunction } from 
 import * as promClient from 'prom-client';
 import { readRawBody } from '../toolkit/body';
 import { HttpError, sendError } from '../toolkit/http-error';
-import { bodyLane, type BodyLane } from '../toolkit/json-parse';
+import type { BodyLane } from '../toolkit/json-parse';
 import { offloadInFlight } from '../toolkit/offload';
 import { offloadBody } from '../toolkit/offload-body';
+import type { IngestResult } from './ingest-tasks';
 import { buildRecords, summarize, type IngestSummary } from './s3';
 
 /** Bodies up to 32 MiB (the scenario's are ~25 MB). */
@@ -63,9 +64,8 @@ export function createIngestRouter(): Router {
     readRawBody(req, { limit: INGEST_LIMIT })
       .then(async (bytes) => {
         const readMs = performance.now() - started;
-        const lane = bodyLane(bytes.byteLength);
-        const r = await offloadBody<{ summary: IngestSummary; parseMs: number; validateMs: number }>('ingest', bytes, {}, { filename: TASKS });
-        respond(res, 'offload', r.summary, { readMs, parseMs: r.parseMs, validateMs: r.validateMs }, { lane, poolInFlight: offloadInFlight(TASKS) });
+        const r = await offloadBody<IngestResult>('ingest', bytes, {}, { filename: TASKS });
+        respond(res, 'offload', r.summary, { readMs, parseMs: r.parseMs, validateMs: r.validateMs }, { lane: r.lane, poolInFlight: offloadInFlight(TASKS) });
       })
       .catch(next);
   });
