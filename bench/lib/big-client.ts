@@ -14,7 +14,7 @@ import type * as hdr from 'hdr-histogram-js';
 import { makeIngestBody } from '../../src/demo/s3';
 import { newHistogram } from './stats';
 
-interface Report {
+export interface Report {
   latencyMs: number[];
   errors: number;
 }
@@ -49,15 +49,18 @@ export function bigClient(url: string, bodyBytes = 0): { ready: Promise<void>; s
   };
 }
 
-async function main(url: string, bodyBytes: number): Promise<void> {
-  const body = bodyBytes > 0 ? makeIngestBody(bodyBytes) : undefined;
+/**
+ * The loop itself, in the calling process: back to back on new connections, or through `agent`
+ * (the proxy suite shares its FIFO pool with the small requests, so its big loop must run there).
+ * `stop()` ends it after the request in flight.
+ */
+export function bigLoop(url: string, body?: Buffer, agent: http.Agent | false = false): { stop(): Promise<Report> } {
   const report: Report = { latencyMs: [], errors: 0 };
   let stopped = false;
-  process.stdin.on('end', () => (stopped = true)).resume();
   const one = () =>
     new Promise<void>((resolve) => {
       const started = performance.now();
-      const req = http.request(url, { agent: false, method: body ? 'POST' : 'GET', headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+      const req = http.request(url, { agent, method: body ? 'POST' : 'GET', headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
         res.resume();
         res.on('end', () => {
           if (res.statusCode === 200) report.latencyMs.push(performance.now() - started);
@@ -75,9 +78,23 @@ async function main(url: string, bodyBytes: number): Promise<void> {
       });
       req.end(body);
     });
+  const done = (async () => {
+    while (!stopped) await one();
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await done;
+      return report;
+    },
+  };
+}
+
+async function main(url: string, bodyBytes: number): Promise<void> {
+  const loop = bigLoop(url, bodyBytes > 0 ? makeIngestBody(bodyBytes) : undefined);
   process.stdout.write('started\n');
-  while (!stopped) await one();
-  process.stdout.write(JSON.stringify(report) + '\n');
+  await new Promise<void>((resolve) => process.stdin.on('end', resolve).resume());
+  process.stdout.write(JSON.stringify(await loop.stop()) + '\n');
 }
 
 if (require.main === module) {

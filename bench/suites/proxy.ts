@@ -1,9 +1,9 @@
 import * as http from 'node:http';
-import { performance } from 'node:perf_hooks';
+import { bigLoop } from '../lib/big-client';
 import { startNginx } from '../lib/nginx';
 import { openLoop } from '../lib/open-loop';
 import { startPeer, type Server } from '../lib/servers';
-import { newHistogram, summarize } from '../lib/stats';
+import { summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
 
 type Peer = 'drover least-busy' | 'node:cluster';
@@ -100,18 +100,15 @@ async function measure(base: string, front: Front, big: string, rate: number, lo
   try {
     const small = { url: `${base}/ping`, rate, keepAlive: true, connections: 20, agent: pool, slowMs: OUTLIER_MS };
     await openLoop({ ...small, durationMs: 1000 }); // warm-up: JIT and both pools
-    let release!: () => void;
-    const stop = new Promise<void>((r) => (release = r));
-    const loop = bigLoop(`${base}${big}`, stop, undefined, pool ?? false);
+    const loop = bigLoop(`${base}${big}`, undefined, pool ?? false);
     const loaded = await openLoop({ ...small, durationMs: loadS * 1000 });
-    release();
-    await loop.done;
+    const bigDone = await loop.stop();
     const s = summarize(loaded.latency);
-    const failures = loaded.errors + loaded.neverCompleted + loop.errors();
+    const failures = loaded.errors + loaded.neverCompleted + bigDone.errors;
     return {
       values: {
         smallCount: s.count, smallMedian: s.medianMs, smallP95: s.p95Ms, smallP99: s.p99Ms, smallMax: s.maxMs,
-        [`over${OUTLIER_MS}ms`]: loaded.slow, bigCount: summarize(loop.latency).count, errors: loaded.errors + loop.errors(), neverCompleted: loaded.neverCompleted,
+        [`over${OUTLIER_MS}ms`]: loaded.slow, bigCount: bigDone.latencyMs.length, errors: loaded.errors + bigDone.errors, neverCompleted: loaded.neverCompleted,
       },
       failed: failures > 0.01 * loaded.planned ? `${failures} failed small/large requests` : undefined,
     };
@@ -154,41 +151,4 @@ function derive(rows: Row[]): Record<string, number> {
     }
   }
   return out;
-}
-
-/**
- * One client keeping big work in flight, back to back, through `agent` (the pool the small
- * requests share) or on new connections. In this process: it must share the FIFO pool, and a
- * `/block` request costs the client nothing.
- */
-function bigLoop(url: string, stop: Promise<void>, body?: Buffer, agent: http.Agent | false = false) {
-  const latency = newHistogram();
-  let stopped = false;
-  let errors = 0;
-  void stop.then(() => (stopped = true));
-  const one = () =>
-    new Promise<void>((resolve) => {
-      const started = performance.now();
-      const req = http.request(url, { agent, method: body ? 'POST' : 'GET', headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          if (res.statusCode === 200) latency.recordValue(Math.round((performance.now() - started) * 1000));
-          else errors++;
-          resolve();
-        });
-        res.on('error', () => {
-          errors++;
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        errors++;
-        resolve();
-      });
-      req.end(body);
-    });
-  const done = (async () => {
-    while (!stopped) await one();
-  })();
-  return { latency, done, errors: () => errors };
 }
