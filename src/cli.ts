@@ -1,8 +1,11 @@
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DroverError, ExitCode, usageError } from './errors';
 import { envName, optionSpecs, resolveOptions } from './options';
 import type { Status } from './primary/control-server';
+import type { BlockingRoute } from './protocol';
 import { startPrimary } from './primary/start';
 
 const START_HELP = `Usage: drover start [app] [options]
@@ -27,7 +30,8 @@ const CONTROL_FLAGS = `  --control-port <port>   control port of the running dro
 
 const STATUS_HELP = `Usage: drover status [options]
 
-Shows the workers of a running drover (from its control server's GET /status).
+Shows the workers of a running drover (from its control server's GET /status) and, under them,
+the routes whose code blocked a worker's event loop longer than --block-threshold.
 
 Options:
 ${CONTROL_FLAGS}
@@ -106,7 +110,7 @@ async function status(args: string[]): Promise<number> {
   return 0;
 }
 
-export function formatStatus(st: Status): string {
+export function formatStatus(st: Status, cwd = process.cwd()): string {
   const d = st.drover;
   const listening = st.workers.filter((w) => w.phase === 'listening').length;
   const mb = (b: number | null) => (b === null ? '-' : `${Math.round(b / 1048576)}MB`);
@@ -121,9 +125,69 @@ export function formatStatus(st: Status): string {
     String(w.slot), String(w.pid), w.phase, String(w.generation), `${w.uptimeS}s`, `${w.heartbeatAgeMs}ms`,
     num(w.loopDelayP99Ms, 'ms'), num(w.utilization), mb(w.rssBytes), num(w.inFlight), num(w.requests),
   ]);
+  return head + table(cols, rows) + formatBlocks(st, cwd);
+}
+
+/**
+ * Under the workers table: each worker's top blocking routes, with where its loop was in one
+ * captured block. Empty when no worker has had a block, so a healthy drover's status stays short.
+ */
+export function formatBlocks(st: Status, cwd = process.cwd()): string {
+  const appDir = path.dirname(st.drover.app);
+  // `?? []`: a drover from before blocks were reported has no such field.
+  const rows = st.workers.flatMap((w) =>
+    (w.blocks ?? []).map((b: BlockingRoute) => [
+      String(w.slot), String(w.pid), b.route, String(b.count), `${b.seconds.toFixed(b.seconds < 10 ? 2 : 1)}s`,
+      `${Math.round(b.maxMs)}ms`, whereBlocked(b.stack, appDir, cwd),
+    ]),
+  );
+  if (rows.length === 0) return '';
+  return (
+    '\nroutes that blocked an event loop for longer than --block-threshold (most blocked time first):\n' +
+    table(['SLOT', 'PID', 'ROUTE', 'BLOCKS', 'BLOCKED', 'MAX', 'WHERE'], rows)
+  );
+}
+
+function table(cols: string[], rows: string[][]): string {
   const widths = cols.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd() + '\n';
-  return head + line(cols) + rows.map(line).join('');
+  return line(cols) + rows.map(line).join('');
+}
+
+/**
+ * The frame to show as "where" a route blocked: the innermost frame of the app's own code, since
+ * the innermost frame of all is often a library's (express's `res.json`) and says less about what
+ * to change; the innermost frame when no frame is the app's. Paths are shortened to the app's
+ * folder or the current one when under them, and only the line is kept. `-` when no stack was
+ * captured (a block too short for a capture, or the route's capture budget spent).
+ */
+export function whereBlocked(stack: readonly string[] | undefined, appDir: string, cwd: string): string {
+  const frames = (stack ?? []).map(parseFrame);
+  const own = frames.find((f) => f.file !== undefined && !/^node:|\/node_modules\//.test(f.file));
+  const f = own ?? frames[0];
+  if (!f) return '-';
+  if (f.file === undefined) return f.text;
+  const under = (dir: string) => {
+    const rel = path.relative(dir, f.file!);
+    return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : undefined;
+  };
+  const file = f.file.startsWith('node:') ? f.file : (under(appDir) ?? under(cwd) ?? f.file);
+  return `${f.fn} (${file}:${f.line})`;
+}
+
+/** A frame as the watchdog formats it: `fn (url:line:column)`, url a path or a file: URL. */
+function parseFrame(text: string): { text: string; fn: string; file?: string; line?: string } {
+  const m = /^(.*?)\s*\((\S.*):(\d+):(\d+)\)$/.exec(text.trim());
+  if (!m) return { text, fn: text };
+  let file = m[2]!;
+  if (file.startsWith('file://')) {
+    try {
+      file = fileURLToPath(file);
+    } catch {
+      /* keep the URL as it is */
+    }
+  }
+  return { text, fn: m[1] || '(anonymous)', file, line: m[3] };
 }
 
 async function reload(args: string[]): Promise<number> {

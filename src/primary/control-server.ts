@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../log';
+import type { BlockingRoute } from '../protocol';
 import type { Dispatcher } from './dispatcher';
 import type { Supervisor } from './supervisor';
 import type { WorkerHandle } from './worker-handle';
@@ -35,6 +36,11 @@ export interface WorkerStatus {
   /** Connections the primary handed to this worker. */
   dispatched: number;
   privatePort: number | null;
+  /**
+   * Routes whose code blocked this worker's event loop longer than --block-threshold, most
+   * blocked seconds first (at most BLOCKS_SHOWN); empty while it has had no block.
+   */
+  blocks: BlockingRoute[];
 }
 
 export interface Status {
@@ -63,6 +69,14 @@ export interface Status {
 
 const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
 
+/** Blocking routes per worker in /status: enough to name the culprit, small enough to read. */
+export const BLOCKS_SHOWN = 5;
+
+/** The `n` routes with the most blocked seconds (the worker sends its top list; this bounds and orders it). */
+export function topBlockingRoutes(routes: readonly BlockingRoute[], n = BLOCKS_SHOWN): BlockingRoute[] {
+  return [...routes].sort((a, b) => b.seconds - a.seconds || b.count - a.count).slice(0, n);
+}
+
 function workerStatus(h: WorkerHandle, now: number): WorkerStatus {
   const b = h.beat;
   return {
@@ -87,6 +101,7 @@ function workerStatus(h: WorkerHandle, now: number): WorkerStatus {
     requests: b?.requests ?? null,
     dispatched: h.dispatched,
     privatePort: h.privatePort ?? null,
+    blocks: topBlockingRoutes(h.blocks),
   };
 }
 

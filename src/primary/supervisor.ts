@@ -256,6 +256,10 @@ export class Supervisor extends EventEmitter {
       case 'drover:metrics':
         this.emit('worker-metrics', h, msg.id, msg.metrics);
         return;
+      case 'drover:blocks':
+        // Evidence for /status only: a blocking route is the app's to fix, not a reason to act.
+        h.blocks = msg.routes;
+        return;
       case 'drover:drained':
         return;
     }

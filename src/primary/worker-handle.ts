@@ -1,5 +1,5 @@
 import type { Worker } from 'node:cluster';
-import type { HeartbeatMsg } from '../protocol';
+import type { BlockingRoute, HeartbeatMsg } from '../protocol';
 
 /**
  * booting → listening → draining → stopped. `stalling` is a listening worker the watchdog gave up
@@ -39,6 +39,8 @@ export class WorkerHandle {
   drainStartedAt: number | undefined;
   privatePort: number | undefined;
   appError: string | undefined;
+  /** The worker's top blocking routes from its last drover:blocks (each message is its whole list, not a delta). */
+  blocks: BlockingRoute[] = [];
 
   constructor(
     readonly worker: Worker,
