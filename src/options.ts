@@ -42,6 +42,12 @@ export interface DroverOptions {
   heartbeatIdleIntervalMs: number;
   /** A listening worker silent this long is stalled: replaced, stack captured, killed. @defaultValue 10 s */
   workerTimeoutMs: number;
+  /**
+   * A synchronous stretch of a worker's event loop longer than this is a *block*: counted per
+   * route in `drover_event_loop_blocks_total`, with a stack per route per minute (ADR 0018); 0 = off.
+   * @defaultValue 100 ms
+   */
+  blockThresholdMs: number;
   /** A worker that has not listened after this long is killed as a failed boot. @defaultValue 30 s */
   bootTimeoutMs: number;
   /** Time between SIGTERM and SIGKILL for a worker being killed (stalled, boot timeout, drain overrun). @defaultValue 2 s */
@@ -114,6 +120,7 @@ export const defaults: Omit<DroverOptions, 'workers' | 'workersSource' | 'worker
   heartbeatIntervalMs: 20,
   heartbeatIdleIntervalMs: 100,
   workerTimeoutMs: 10_000,
+  blockThresholdMs: 100,
   bootTimeoutMs: 30_000,
   killGraceMs: 2_000,
   drainTimeoutMs: 30_000,
@@ -169,6 +176,7 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'heartbeatIntervalMs', flag: 'heartbeat-interval', kind: 'duration', min: 5, help: 'worker heartbeat interval while dispatching (default 20ms)' },
   { key: 'heartbeatIdleIntervalMs', flag: 'heartbeat-idle-interval', kind: 'duration', min: 5, help: 'heartbeat interval after 1s without new connections (default 100ms)' },
   { key: 'workerTimeoutMs', flag: 'worker-timeout', kind: 'duration', min: 200, help: 'silent this long = stalled, replaced (default 10s)' },
+  { key: 'blockThresholdMs', flag: 'block-threshold', kind: 'duration', min: 0, help: 'a loop stretch longer than this is a block, counted per route; 0ms = off (default 100ms)' },
   { key: 'bootTimeoutMs', flag: 'boot-timeout', kind: 'duration', min: 100, help: 'max time for a worker to listen (default 30s)' },
   { key: 'killGraceMs', flag: 'kill-grace', kind: 'duration', min: 0, help: 'SIGTERM to SIGKILL grace (default 2s)' },
   { key: 'drainTimeoutMs', flag: 'drain-timeout', kind: 'duration', min: 0, help: 'max drain time per worker (default 30s)' },

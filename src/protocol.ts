@@ -11,6 +11,7 @@
  *                      │  drover:collect {id}           ─────────▶ worker
  *                      │  drover:pace {intervalMs}      ─────────▶ worker (heartbeat interval)
  *                      │  ◀──── drover:metrics {id, metrics} (id 0: periodic push, last one at drain)
+ *                      │  ◀──── drover:blocks {routes} (after a block of the loop, at most 1/s)
  *                    worker: http.Server on a private loopback port (so its timeouts run),
  *                            fed the adopted sockets; the user's Express app inside.
  *
@@ -95,6 +96,35 @@ export interface MetricsMsg {
   metrics: MetricJson[];
 }
 
+/**
+ * One route's blocks of a worker's event loop (src/worker/block-watch.ts): a synchronous stretch
+ * longer than --block-threshold, attributed to the request whose code was running.
+ */
+export interface BlockingRoute {
+  /** Express route template, '(unmatched)' for a request no route matched, '(none)' when no request's code ran. */
+  route: string;
+  count: number;
+  /** Blocked time in all, seconds. */
+  seconds: number;
+  maxMs: number;
+  lastMs: number;
+  /** ISO time the last block of this route ended. */
+  lastAt: string;
+  /** Where the loop was during one of this route's blocks (innermost frame first, source-mapped); at most one capture per route per minute. */
+  stack?: string[];
+  /** ISO time of that capture. */
+  stackAt?: string;
+}
+
+/**
+ * The worker's top blocking routes (by blocked seconds), sent after a block at most once a
+ * second. A new message type needs no protocol bump: an older primary ignores it.
+ */
+export interface BlocksMsg {
+  type: 'drover:blocks';
+  routes: BlockingRoute[];
+}
+
 export interface DrainedMsg {
   type: 'drover:drained';
   /** Connections force-closed at the deadline (0 after a clean drain). */
@@ -109,6 +139,7 @@ export type WorkerToPrimary =
   | AppErrorMsg
   | SignalMsg
   | MetricsMsg
+  | BlocksMsg
   | DrainedMsg;
 
 export interface SocketMsg {
@@ -145,6 +176,7 @@ const workerTypes = new Set<string>([
   'drover:app-error',
   'drover:signal',
   'drover:metrics',
+  'drover:blocks',
   'drover:drained',
 ]);
 const primaryTypes = new Set<string>(['drover:socket', 'drover:drain', 'drover:protocol-reject', 'drover:collect', 'drover:pace']);
@@ -169,6 +201,8 @@ export interface WorkerConfig {
   heartbeatIntervalMs: number;
   /** The watchdog thread captures the main thread's stack once the loop has been blocked this long. */
   stackCaptureAfterMs: number;
+  /** A synchronous stretch of the loop longer than this is a block, attributed to a route (0 = off). */
+  blockThresholdMs: number;
   /** Where the watchdog thread writes a captured stack (`stack-<pid>.json`). */
   runtimeDir: string;
   logLevel: string;

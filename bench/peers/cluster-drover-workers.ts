@@ -4,8 +4,8 @@
  * of `--flag value` pairs, resolved by drover's own option code; the peers suite passes its lean
  * flags: request metrics off, no shedding sensor, metrics snapshots every 60 s): drover's request
  * path (createAppServer: connection and request tracking, header limit, server timeouts), a
- * heartbeat over IPC that feeds the watchdog thread (at drover's idle pace, 100 ms: Node's
- * scheduler reads no beats), drover's set of prom-client default metrics, and
+ * heartbeat over IPC that feeds the watchdog thread and block detection (at drover's idle pace,
+ * 100 ms: Node's scheduler reads no beats), drover's set of prom-client default metrics, and
  * --enable-source-maps. Against lean drover it isolates drover's primary (dispatcher, handle
  * passing, supervision); against bare node:cluster, the cost of those worker pieces.
  * What it leaves out of a drover worker: the primary's protocol (hello, adopted acks, drain).
@@ -20,7 +20,7 @@ import { createAppServer } from '../../src/worker/app-server';
 import { Heartbeat } from '../../src/worker/heartbeat';
 import { WorkerMetrics } from '../../src/worker/metrics';
 import { createPressureGate } from '../../src/worker/pressure-gate';
-import { startWatchdog } from '../../src/worker/watchdog';
+import { startLoopWatch } from '../../src/worker/watchdog';
 
 const workers = Number(process.env.WORKERS ?? 2);
 const port = Number(process.env.PORT ?? 0);
@@ -37,16 +37,25 @@ async function worker(): Promise<void> {
   const cfg = workerConfig(options, cluster.worker!.id, 1, '', options.heartbeatIdleIntervalMs);
   const app = createDemoApp();
   app.set('x-powered-by', false);
-  const onBeat = startWatchdog({ captureAfterMs: cfg.stackCaptureAfterMs, runtimeDir: cfg.runtimeDir, primaryPid: process.ppid, bindings: {} });
   const metrics = new WorkerMetrics(() => {});
+  let inFlight = () => 0;
+  const watch = startLoopWatch(cfg, {
+    bindings: {},
+    inFlight: () => inFlight(),
+    routeOf: (req) => metrics.red.routeOf(req),
+    warn: () => {},
+    report: (routes) => process.send!({ type: 'drover:blocks', routes }),
+  });
+  metrics.blocks = watch.blocks;
   const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
-  const { server, conns } = createAppServer(cfg, app, gate);
+  const { server, conns } = createAppServer(cfg, app, gate, watch.blocks);
+  inFlight = () => conns.counters().inFlight;
   metrics.inFlightNow = () => conns.counters().inFlight;
   if (cfg.requestMetrics) conns.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);
   // Shared through the cluster (not exclusive): node's primary accepts and hands out connections.
   server.listen(port, '127.0.0.1', () => {
     conns.state = 'listening';
-    new Heartbeat(cfg.heartbeatIntervalMs, () => conns.counters(), (m) => process.send!(m), onBeat).start();
+    new Heartbeat(cfg.heartbeatIntervalMs, () => conns.counters(), (m) => process.send!(m), watch.beat).start();
     setInterval(() => void metrics.snapshot().then((m) => process.send!({ type: 'drover:metrics', id: 0, metrics: m })), cfg.metricsIntervalMs).unref();
   });
 }

@@ -11,6 +11,7 @@ export function workerConfig(opts: DroverOptions, slot: number, generation: numb
     heartbeatIntervalMs,
     // Half the stall timeout: the stack is on disk well before the primary gives up on the worker.
     stackCaptureAfterMs: Math.max(100, Math.floor(opts.workerTimeoutMs / 2)),
+    blockThresholdMs: opts.blockThresholdMs,
     runtimeDir,
     logLevel: opts.logLevel,
     metricsIntervalMs: opts.metricsIntervalMs,

@@ -2,6 +2,7 @@ import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import type { WorkerConfig } from '../protocol';
 import { Connections } from './connections';
+import type { BlockWatch } from './block-watch';
 import type { PressureGate } from './pressure-gate';
 
 /** More headers than any real client sends; beyond it a request is a 431. */
@@ -33,6 +34,7 @@ export function createAppServer(
   limits: ServerLimits,
   app: (req: http.IncomingMessage, res: http.ServerResponse) => void,
   gate: PressureGate | undefined,
+  blocks?: BlockWatch,
 ): { server: http.Server; conns: Connections } {
   // Timeouts are checked every second (node's default is every 30 s, which lets a slowloris
   // connection live up to 30 s past --headers-timeout).
@@ -50,7 +52,9 @@ export function createAppServer(
     // node silently drops headers past maxHeadersCount; a request that reached it is refused.
     if (req.rawHeaders.length >= MAX_HEADERS * 2) return void res.writeHead(431, { connection: 'close', 'content-length': 0 }).end();
     if (gate?.shed(req, res)) return;
-    app(req, res);
+    // With block detection, the app's synchronous code runs marked as this request's.
+    if (blocks) blocks.run(req, res, app);
+    else app(req, res);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     // Malformed or too-slow requests get a bare status and never reach the app. As node's own

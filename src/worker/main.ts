@@ -23,7 +23,7 @@ import { loadApp, type AppHooks } from './load-app';
 import { WorkerMetrics } from './metrics';
 import { createPressureGate } from './pressure-gate';
 import { interceptListen } from './stray-listen';
-import { startWatchdog } from './watchdog';
+import { startLoopWatch } from './watchdog';
 
 const config = JSON.parse(process.env[WORKER_CONFIG_ENV] ?? 'null') as WorkerConfig | null;
 if (!config || !process.send) {
@@ -183,12 +183,14 @@ function appFailed(err: unknown): void {
 }
 
 async function main(): Promise<void> {
-  const onBeat = startWatchdog({
-    captureAfterMs: cfg.stackCaptureAfterMs,
-    runtimeDir: cfg.runtimeDir,
-    primaryPid: process.ppid,
+  const watch = startLoopWatch(cfg, {
     bindings,
+    inFlight: () => conns?.counters().inFlight ?? 0,
+    routeOf: (req) => metrics.red.routeOf(req),
+    warn: (fields, msg) => log.warn(fields, msg),
+    report: (routes) => send({ type: 'drover:blocks', routes }),
   });
+  metrics.blocks = watch.blocks;
   send({ type: 'drover:hello', protocol: protocolVersion(), pid: process.pid });
 
   let loaded;
@@ -212,7 +214,7 @@ async function main(): Promise<void> {
   metrics.addAppRegistry(cfg.app);
 
   const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
-  const { server, conns: c } = createAppServer(cfg, app, gate);
+  const { server, conns: c } = createAppServer(cfg, app, gate, watch.blocks);
   try {
     // Before listen(): the app's 'upgrade' listeners (ws, socket.io) must be there for the first socket.
     if (hooks.attach) await hooks.attach(server);
@@ -230,7 +232,7 @@ async function main(): Promise<void> {
     server.listen({ port: 0, host: '127.0.0.1', exclusive: true }, resolve);
   });
   c.state = 'listening';
-  heartbeat = new Heartbeat(beatIntervalMs, () => c.counters(), (m) => send(m), onBeat);
+  heartbeat = new Heartbeat(beatIntervalMs, () => c.counters(), (m) => send(m), watch.beat);
   heartbeat.start();
   metricsTimer = setTimeout(function push() {
     pushMetrics(0);

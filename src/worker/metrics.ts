@@ -43,6 +43,9 @@ export class WorkerMetrics {
     },
   });
 
+  /** Event-loop blocks by route (src/worker/block-watch.ts), when --block-threshold is on. */
+  blocks: { toJson(): MetricJson[] } | undefined;
+
   /** Set by the worker once its connection tracking exists. */
   inFlightNow: () => number = () => 0;
 
@@ -72,7 +75,7 @@ export class WorkerMetrics {
 
   /** All metrics of this worker as JSON, ready for the primary's aggregation. */
   async snapshot(): Promise<MetricJson[]> {
-    const own = [...this.red.toJson(), ...((await this.registry.getMetricsAsJSON()) as unknown as MetricJson[])];
+    const own = [...this.red.toJson(), ...(this.blocks?.toJson() ?? []), ...((await this.registry.getMetricsAsJSON()) as unknown as MetricJson[])];
     const names = new Set(own.map((m) => m.name));
     const out: MetricJson[] = own.map((m) => (RENAMES[m.name] ? { ...m, name: RENAMES[m.name]! } : m));
     for (const reg of this.userRegistries) {

@@ -88,7 +88,8 @@ export class RedMetrics {
     s.responseBytes[bucketOf(SIZE_BUCKETS, resBytes)]!++;
   }
 
-  private routeOf(req: http.IncomingMessage): string {
+  /** The route label of a request: its Express template, `(unmatched)`, or `(other)` past the cap (shared by every per-route metric). */
+  routeOf(req: http.IncomingMessage): string {
     const r = (req as { route?: { path?: unknown } }).route;
     if (!r) return UNMATCHED;
     const base = (req as { baseUrl?: string }).baseUrl ?? '';

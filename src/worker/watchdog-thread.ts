@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Session } from 'node:inspector';
 import { workerData } from 'node:worker_threads';
+import { BlockSampler } from './block-sampler';
 import { originalPosition } from './source-map';
 
 export interface WatchdogData {
@@ -24,6 +25,8 @@ export interface WatchdogData {
   runtimeDir: string;
   primaryPid: number;
   bindings: Record<string, unknown>;
+  /** Block detection (block-watch.ts), when --block-threshold is not 0. */
+  blocks?: { shared: SharedArrayBuffer; thresholdMs: number };
 }
 
 export interface CapturedStack {
@@ -35,7 +38,12 @@ export interface CapturedStack {
 
 const data = workerData as WatchdogData;
 const beat = new BigInt64Array(data.beat);
-const CHECK_MS = 100;
+/**
+ * How often the thread looks. With block detection, a quarter of the threshold: a block is then
+ * seen overdue (turn tick a quarter, margin a fifth, one check a quarter) well before it ends.
+ */
+const CHECK_MS = data.blocks ? Math.max(5, Math.floor(data.blocks.thresholdMs / 4)) : 100;
+const sampler = data.blocks ? new BlockSampler(data.blocks.shared, data.blocks.thresholdMs) : undefined;
 let capturedForBeat = -1n;
 
 function log(level: number, msg: string, extra: Record<string, unknown>): void {
@@ -107,6 +115,7 @@ setInterval(() => {
     return;
   }
   if (last === 0n) return; // the loop has not beaten yet (still booting)
+  sampler?.check(Date.now());
   if (blockedMs >= data.captureAfterMs && capturedForBeat !== last) {
     capturedForBeat = last;
     capture(blockedMs);

@@ -1,0 +1,170 @@
+/**
+ * The watchdog thread's half of block detection (src/worker/block-watch.ts has the main thread's,
+ * ADR 0018). Runs in the watchdog thread: it sees that the main loop's sign of life is overdue and,
+ * while the loop is still blocked, asks the main thread what runs there, through the inspector:
+ *
+ * 1. `Runtime.evaluate` of the watch's `sample()`: the inspector runs it on the main thread at its
+ *    next interrupt check, inside the blocking code, with no debugger attached (well under 1 ms).
+ *    That names the request when drover's own marker is set (the app's synchronous code, events
+ *    of the request and response).
+ * 2. Only when needed, a Debugger pause: for code resumed after an `await` (no marker; the request
+ *    is found as a frame's `this` or local variable) and for the stack of a route that had none in
+ *    the last minute. The first pause costs the main thread ~10-60 ms (Debugger.enable reports
+ *    every loaded script), later ones ~2-3 ms while the debugger stays enabled (it is disabled
+ *    after LINGER_MS without a pause). Pauses that search for a request draw on a budget of 1 %
+ *    of the time (with a burst of BURST_MS); past it, a block is counted as (unknown).
+ */
+import { Session } from 'node:inspector';
+import { parentPort } from 'node:worker_threads';
+import { Slot, type SampleReply } from './block-watch';
+import { originalPosition } from './source-map';
+
+const WATCH = "globalThis[Symbol.for('drover.blockWatch')]";
+/** Frames searched for the request, and frames kept in a stack. */
+const SCAN_FRAMES = 16;
+const STACK_FRAMES = 20;
+/** Objects that lead to the request: drover tagged both. */
+const REQUEST_CLASSES = new Set(['IncomingMessage', 'ServerResponse']);
+/** Share of the main thread's time the pauses may take, and the burst allowed at once (ms). */
+const PAUSE_SHARE = 0.01;
+const BURST_MS = 200;
+/** The debugger stays enabled this long after a pause, so a run of blocks pays Debugger.enable once. */
+const LINGER_MS = 10_000;
+
+export interface StackMsg {
+  type: 'drover:stack';
+  /** The block's id: the SignAt value the sampler saw overdue. */
+  id: number;
+  stack: string[];
+}
+
+type Post = <T>(method: string, params?: object) => Promise<T>;
+
+export class BlockSampler {
+  private readonly shared: Float64Array;
+  private readonly session = new Session();
+  private readonly post: Post;
+  /** The SignAt of the last block sampled: one sample per block. */
+  private sampledFor = 0;
+  private busy = false;
+  /** Pause time left to spend (ms), refilled at PAUSE_SHARE of the time passed. */
+  private budgetMs = BURST_MS;
+  private budgetAt = Date.now();
+  private enabled = false;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  /** Call frames name their script by id only: id -> file and the source map V8 saw, from scriptParsed. */
+  private readonly scripts = new Map<string, { url: string; sourceMapURL?: string }>();
+  /** Overdue by this much is a block in the making (a late timer under load is a few ms). */
+  readonly marginMs: number;
+
+  constructor(shared: SharedArrayBuffer, thresholdMs: number) {
+    this.shared = new Float64Array(shared);
+    this.marginMs = Math.max(10, Math.floor(thresholdMs / 5));
+    this.session.connectToMainThread();
+    this.session.on('Debugger.scriptParsed', (ev) => this.scripts.set(ev.params.scriptId, ev.params));
+    this.post = (method, params) =>
+      new Promise((resolve, reject) => this.session.post(method, params, (err, res) => (err ? reject(err) : resolve(res as never))));
+  }
+
+  /** Called every tick of the watchdog thread. */
+  check(now: number): void {
+    const s = this.shared;
+    const signAt = s[Slot.SignAt]!;
+    const due = s[Slot.Armed] === 1 ? s[Slot.TurnDue]! : s[Slot.BeatDue]!;
+    if (due === 0 || now - due < this.marginMs || signAt === this.sampledFor || this.busy) return;
+    this.sampledFor = signAt;
+    this.busy = true;
+    this.sample(signAt).finally(() => (this.busy = false));
+  }
+
+  private async sample(id: number): Promise<void> {
+    try {
+      const r = await this.post<{ result: { value?: SampleReply } }>('Runtime.evaluate', { expression: `${WATCH}?.sample(${id})`, returnByValue: true });
+      const reply = r.result.value;
+      if (!reply) return;
+      const now = Date.now();
+      this.budgetMs = Math.min(BURST_MS, this.budgetMs + (now - this.budgetAt) * PAUSE_SHARE);
+      this.budgetAt = now;
+      const scan = !reply.known && reply.inFlight && this.budgetMs > 0;
+      if (scan || reply.wantStack) await this.pause(id, scan, reply.wantStack);
+    } catch {
+      // The main thread moved on (the block ended mid-way) or is exiting: this block goes unattributed.
+    }
+  }
+
+  private async pause(id: number, scan: boolean, wantStack: boolean): Promise<void> {
+    const started = Date.now();
+    let frames: PausedFrame[] = [];
+    clearTimeout(this.lingerTimer);
+    try {
+      const paused = new Promise<PausedFrame[]>((resolve) => this.session.once('Debugger.paused', (ev) => resolve(ev.params.callFrames as PausedFrame[])));
+      // Replays scriptParsed for every loaded script the first time.
+      if (!this.enabled) await this.post('Debugger.enable');
+      this.enabled = true;
+      await this.post('Debugger.pause');
+      frames = await paused;
+      // The loop signed since: the block ended before the pause landed, and these frames are
+      // whatever ran next. (Read while the main thread is paused, so it cannot change meanwhile.)
+      if (this.shared[Slot.SignAt] !== id) frames = [];
+      else if (scan) await this.findRequest(frames);
+    } finally {
+      await this.post('Debugger.resume').catch(() => {});
+      this.budgetMs -= Date.now() - started;
+      this.lingerTimer = setTimeout(() => {
+        this.enabled = false;
+        this.scripts.clear();
+        this.session.post('Debugger.disable');
+      }, LINGER_MS);
+    }
+    if (wantStack && frames.length) {
+      const stack = frames.slice(0, STACK_FRAMES).map((f) => formatFrame(f, this.scripts.get(f.location.scriptId)));
+      const msg: StackMsg = { type: 'drover:stack', id, stack };
+      parentPort?.postMessage(msg);
+    }
+  }
+
+  /** The innermost frame whose `this` or local variable is a request or response drover tagged. */
+  private async findRequest(frames: PausedFrame[]): Promise<void> {
+    for (const f of frames.slice(0, SCAN_FRAMES)) {
+      const candidates: string[] = [];
+      if (f.this.objectId && REQUEST_CLASSES.has(f.this.className ?? '')) candidates.push(f.this.objectId);
+      for (const scope of f.scopeChain) {
+        if (scope.type !== 'local' || !scope.object.objectId) continue;
+        const props = await this.post<{ result: { value?: { className?: string; objectId?: string } }[] }>('Runtime.getProperties', {
+          objectId: scope.object.objectId,
+          ownProperties: true,
+        });
+        for (const p of props.result) if (p.value?.objectId && REQUEST_CLASSES.has(p.value.className ?? '')) candidates.push(p.value.objectId);
+      }
+      for (const objectId of candidates) {
+        const r = await this.post<{ result: { value?: boolean } }>('Runtime.callFunctionOn', {
+          objectId,
+          functionDeclaration: `function () { return ${WATCH}.claim(this); }`,
+          returnByValue: true,
+        });
+        if (r.result.value === true) return;
+      }
+    }
+    await this.post('Runtime.evaluate', { expression: `${WATCH}?.noRequest()` });
+  }
+}
+
+interface PausedFrame {
+  functionName: string;
+  url: string;
+  location: { scriptId: string; lineNumber: number; columnNumber?: number };
+  this: { className?: string; objectId?: string };
+  scopeChain: { type: string; object: { objectId?: string } }[];
+}
+
+/** `fn (file:line:col)`, pointing at the TypeScript (or other compiled-from) source when the file has a map. */
+export function formatFrame(
+  f: { functionName: string; url?: string; location: { lineNumber: number; columnNumber?: number } },
+  script: { url: string; sourceMapURL?: string } | undefined,
+): string {
+  const url = f.url || script?.url || '<unknown>';
+  const line = f.location.lineNumber + 1;
+  const column = (f.location.columnNumber ?? 0) + 1;
+  const orig = originalPosition(url, line, column, script?.sourceMapURL);
+  return `${f.functionName || '<anonymous>'} (${orig?.file ?? url}:${orig?.line ?? line}:${orig?.column ?? column})`;
+}

@@ -1,0 +1,321 @@
+import * as http from 'node:http';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import type { BlockingRoute, MetricJson } from '../protocol';
+
+/** Label of a block during which no request's code ran (timers, GC, a job of the app's own). */
+export const NO_REQUEST = '(none)';
+/** Label of a block the watchdog could not attribute (its sample came too late or was skipped to bound its cost). */
+export const UNKNOWN = '(unknown)';
+
+/** One capture of the stack per route per this long: each costs the loop a Debugger pause (~10-60 ms). */
+const STACK_EVERY_MS = 60_000;
+/** drover:blocks goes to the primary at most this often. */
+const REPORT_EVERY_MS = 1000;
+/** Routes kept in the report (/status shows its top 5). */
+const REPORT_ROUTES = 10;
+
+/**
+ * The layout of the buffer the main thread shares with the watchdog thread (Float64Array: times
+ * are Date.now() values; an aligned 8-byte store does not tear on the platforms Node runs on, and
+ * a stale read costs at most one tick of detection, so no Atomics are needed).
+ */
+export const enum Slot {
+  /** Date.now() of the loop's last sign of life (a heartbeat or a turn tick). */
+  SignAt = 0,
+  /** When the next heartbeat is due. */
+  BeatDue = 1,
+  /** When the next turn tick is due; meaningful while Armed is 1. */
+  TurnDue = 2,
+  /** 1 while requests are in flight and the turn tick runs. */
+  Armed = 3,
+  Length = 4,
+}
+
+/** What the main thread answers a sample taken during a block (run through the inspector, on the main thread itself). */
+export interface SampleReply {
+  /** A request's code is running and drover knows which (the sync marker). */
+  known: boolean;
+  /** Requests are in flight: if `known` is false, the watchdog should look for one on the stack. */
+  inFlight: boolean;
+  /** The stack of this block is wanted (its route had none captured in the last minute). */
+  wantStack: boolean;
+}
+
+interface Pending {
+  /** The request whose code was running, if the sample found one. */
+  req: http.IncomingMessage | undefined;
+  /** Whether a sample ran during this block at all. */
+  sampled: boolean;
+  /** The sample asked the watchdog to look for the request on the stack and it has not said yet. */
+  needScan: boolean;
+  wantStack: boolean;
+}
+
+interface RouteStats extends BlockingRoute {
+  lastLogAt: number;
+  stackAtMs: number;
+}
+
+const NOT_SAMPLED: Pending = { req: undefined, sampled: false, needScan: false, wantStack: false };
+
+/** The symbol under which the watch is reachable from the inspector's Runtime.evaluate. */
+export const GLOBAL_KEY = Symbol.for('drover.blockWatch');
+const kReq = Symbol('drover.blockReq');
+type Tagged = { [kReq]?: http.IncomingMessage };
+
+/**
+ * Finds what blocks a worker's event loop and which route it belongs to (issue 17, ADR 0018).
+ *
+ * Detection: the loop shows signs of life in `sign` (the heartbeat, and while requests are in
+ * flight a "turn" tick at a quarter of the threshold); the watchdog thread samples the main thread
+ * through the inspector when a sign is overdue. A block's length is measured here afterwards, at
+ * the first sign after it: the gap since the previous sign, capped by the loop's active time in
+ * that gap (event-loop utilization), so an idle gap is never counted.
+ *
+ * Attribution at no per-request cost beyond two property stores: `current` is the request whose
+ * code runs synchronously from drover's request listener or from an event of its request or
+ * response object (body parsers run on the request's 'end'); the watchdog's sample reads it. For
+ * code resumed after an `await`, `current` is empty and the watchdog looks for the request on the
+ * paused stack (a frame whose `this` or local variable is the request or response).
+ */
+export class BlockWatch {
+  readonly shared = new Float64Array(new SharedArrayBuffer(Slot.Length * 8));
+  private current: http.IncomingMessage | undefined;
+  private pending: Pending = NOT_SAMPLED;
+  private elu: EventLoopUtilization = performance.eventLoopUtilization();
+  private turnTimer: NodeJS.Timeout | undefined;
+  private readonly routes = new Map<string, RouteStats>();
+  /** Blocks that asked for a stack, by the SignAt value the watchdog saw stale (its id for the block). */
+  private readonly awaitingStack = new Map<number, { route: string; ms: number }>();
+  private reportTimer: NodeJS.Timeout | undefined;
+  private lastReportAt = 0;
+  private restoreEmit: (() => void) | undefined;
+
+  constructor(
+    readonly thresholdMs: number,
+    private readonly routeOf: (req: http.IncomingMessage) => string,
+    private readonly inFlight: () => number,
+    private readonly log: (fields: Record<string, unknown>, msg: string) => void,
+    private readonly report: (routes: BlockingRoute[]) => void,
+  ) {
+    this.shared[Slot.SignAt] = Date.now();
+    (globalThis as Record<symbol, unknown>)[GLOBAL_KEY] = this;
+    this.patchEmit();
+  }
+
+  /** The turn tick's period: a block is then seen overdue well before it reaches the threshold. */
+  get turnMs(): number {
+    return Math.max(5, Math.floor(this.thresholdMs / 4));
+  }
+
+  /** drover's request listener runs the app through this: the app's synchronous code is the request's. */
+  run(req: http.IncomingMessage, res: http.ServerResponse, app: (req: http.IncomingMessage, res: http.ServerResponse) => void): void {
+    (req as Tagged)[kReq] = req;
+    (res as Tagged)[kReq] = req;
+    if (this.shared[Slot.Armed] === 0) this.arm();
+    const prev = this.current;
+    this.current = req;
+    try {
+      app(req, res);
+    } finally {
+      this.current = prev;
+    }
+  }
+
+  /** The heartbeat's sign of life; `nextMs` until the next one. */
+  beat(nextMs: number): void {
+    const now = Date.now();
+    this.shared[Slot.BeatDue] = now + nextMs;
+    this.sign(now);
+  }
+
+  /**
+   * Called by the watchdog thread (inspector Runtime.evaluate) while the loop is blocked; `id` is
+   * the sign of life it saw overdue. Undefined if the loop signed since (the block is over).
+   */
+  sample(id: number): SampleReply | undefined {
+    if (this.shared[Slot.SignAt] !== id) return undefined;
+    const req = this.current;
+    const route = req ? this.knownRoute(req) : undefined;
+    const inFlight = this.inFlight() > 0;
+    const key = route ?? (req || inFlight ? UNKNOWN : NO_REQUEST);
+    const wantStack = Date.now() - (this.routes.get(key)?.stackAtMs ?? 0) >= STACK_EVERY_MS;
+    this.pending = { req, sampled: true, needScan: !req && inFlight, wantStack };
+    return { known: req !== undefined, inFlight, wantStack };
+  }
+
+  /** Called by the watchdog thread on a request or response it found on the paused stack. */
+  claim(obj: unknown): boolean {
+    const req = (obj as Tagged | null)?.[kReq];
+    if (!req || !this.pending.sampled) return false;
+    this.pending.req = req;
+    this.pending.needScan = false;
+    return true;
+  }
+
+  /** Called by the watchdog thread when the paused stack held no request: the block is no request's. */
+  noRequest(): void {
+    if (this.pending.sampled) this.pending.needScan = false;
+  }
+
+  /** A stack the watchdog captured during block `id` (its stale SignAt), frames already formatted. */
+  onStack(id: number, stack: string[]): void {
+    const b = this.awaitingStack.get(id);
+    if (!b) return;
+    this.awaitingStack.delete(id);
+    const s = this.routes.get(b.route);
+    if (!s) return;
+    s.stack = stack;
+    s.stackAtMs = s.lastLogAt = Date.now();
+    s.stackAt = new Date(s.stackAtMs).toISOString();
+    this.log({ route: b.route, blockedMs: b.ms, count: s.count, stack }, 'event loop blocked');
+    this.scheduleReport();
+  }
+
+  /** Counters for the metrics snapshot (prom-client's JSON form, aggregated by the primary). */
+  toJson(): MetricJson[] {
+    const all = [...this.routes.values()];
+    return [
+      {
+        name: 'drover_event_loop_blocks_total',
+        help: 'Synchronous stretches of the event loop longer than --block-threshold, by the route whose code was running ((none): no request, (unknown): not attributed).',
+        type: 'counter',
+        aggregator: 'sum',
+        values: all.map((s) => ({ labels: { route: s.route }, value: s.count })),
+      },
+      {
+        name: 'drover_event_loop_blocked_seconds_total',
+        help: 'Time the event loop spent in blocks longer than --block-threshold, by route.',
+        type: 'counter',
+        aggregator: 'sum',
+        values: all.map((s) => ({ labels: { route: s.route }, value: s.seconds })),
+      },
+    ];
+  }
+
+  /** Top routes by blocked time, for /status. */
+  top(n = REPORT_ROUTES): BlockingRoute[] {
+    return [...this.routes.values()]
+      .sort((a, b) => b.seconds - a.seconds)
+      .slice(0, n)
+      .map(({ lastLogAt: _l, stackAtMs: _s, ...r }) => r);
+  }
+
+  stop(): void {
+    clearTimeout(this.turnTimer);
+    clearTimeout(this.reportTimer);
+    this.shared[Slot.Armed] = 0;
+    this.restoreEmit?.();
+    delete (globalThis as Record<symbol, unknown>)[GLOBAL_KEY];
+  }
+
+  private arm(): void {
+    this.shared[Slot.TurnDue] = Date.now() + this.turnMs;
+    this.shared[Slot.Armed] = 1;
+    if (this.turnTimer) return void this.turnTimer.refresh();
+    this.turnTimer = setTimeout(() => this.turn(), this.turnMs);
+    this.turnTimer.unref();
+  }
+
+  /** The turn tick: a sign of life every turnMs while requests are in flight; stops when none is. */
+  private turn(): void {
+    const now = Date.now();
+    if (this.inFlight() > 0) {
+      this.shared[Slot.TurnDue] = now + this.turnMs;
+      this.turnTimer!.refresh();
+    } else {
+      this.shared[Slot.Armed] = 0;
+    }
+    this.sign(now);
+  }
+
+  /**
+   * A sign of life: ends a block if the gap since the previous one was long and busy. Runs about
+   * every 20-100 ms; the utilization read costs well under a microsecond.
+   */
+  private sign(now: number): void {
+    const prevAt = this.shared[Slot.SignAt]!;
+    this.shared[Slot.SignAt] = now;
+    const elu = performance.eventLoopUtilization();
+    const activeMs = elu.active - this.elu.active;
+    this.elu = elu;
+    const pending = this.pending;
+    if (pending.sampled) this.pending = NOT_SAMPLED;
+    const ms = Math.min(now - prevAt, activeMs);
+    if (ms >= this.thresholdMs) this.record(prevAt, ms, pending);
+  }
+
+  private record(id: number, ms: number, p: Pending): void {
+    const req = p.req;
+    // Matched by Express only later (an app-level body parser ran before routing): count the
+    // block when the response is done and the route known.
+    const res = (req as { res?: http.ServerResponse } | undefined)?.res;
+    if (req && res && !(req as { route?: unknown }).route && !res.closed) {
+      res.once('close', () => this.record(id, ms, p));
+      return;
+    }
+    const route = req ? this.routeOf(req) : p.sampled && !p.needScan ? NO_REQUEST : UNKNOWN;
+    let s = this.routes.get(route);
+    if (!s) {
+      s = { route, count: 0, seconds: 0, maxMs: 0, lastMs: 0, lastAt: '', lastLogAt: 0, stackAtMs: 0 };
+      this.routes.set(route, s);
+    }
+    s.count++;
+    s.seconds += ms / 1000;
+    s.maxMs = Math.max(s.maxMs, Math.round(ms));
+    s.lastMs = Math.round(ms);
+    s.lastAt = new Date().toISOString();
+    if (p.wantStack) {
+      // The watchdog posts the stack after it resumed the loop: it arrives after this.
+      this.awaitingStack.set(id, { route, ms: s.lastMs });
+      if (this.awaitingStack.size > 16) this.awaitingStack.delete(this.awaitingStack.keys().next().value!);
+    } else if (Date.now() - s.lastLogAt >= STACK_EVERY_MS) {
+      s.lastLogAt = Date.now();
+      this.log({ route, blockedMs: s.lastMs, count: s.count }, 'event loop blocked');
+    }
+    this.scheduleReport();
+  }
+
+  /** The route of a request if Express already matched it (else undefined: known at its end). */
+  private knownRoute(req: http.IncomingMessage): string | undefined {
+    return (req as { route?: unknown }).route ? this.routeOf(req) : undefined;
+  }
+
+  private scheduleReport(): void {
+    if (this.reportTimer) return;
+    const wait = Math.max(0, this.lastReportAt + REPORT_EVERY_MS - Date.now());
+    this.reportTimer = setTimeout(() => {
+      this.reportTimer = undefined;
+      this.lastReportAt = Date.now();
+      this.report(this.top());
+    }, wait);
+    this.reportTimer.unref();
+  }
+
+  /**
+   * Events of a tracked request or response run with that request as `current`: a body parser's
+   * parse on 'end', a streaming writer on 'drain'. Other emitters (an HTTP client's responses)
+   * pay one property read.
+   */
+  private patchEmit(): void {
+    const protos = [http.IncomingMessage.prototype, http.ServerResponse.prototype] as { emit: (...a: unknown[]) => boolean }[];
+    const originals = protos.map((p) => p.emit);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const watch = this;
+    protos.forEach((proto, i) => {
+      const orig = originals[i]!;
+      proto.emit = function emit(this: Tagged) {
+        const req = this[kReq];
+        if (req === undefined) return Reflect.apply(orig, this, arguments) as boolean;
+        const prev = watch.current;
+        watch.current = req;
+        try {
+          return Reflect.apply(orig, this, arguments) as boolean;
+        } finally {
+          watch.current = prev;
+        }
+      };
+    });
+    this.restoreEmit = () => protos.forEach((p, i) => (p.emit = originals[i]!));
+  }
+}
