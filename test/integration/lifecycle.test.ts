@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, ROOT, alive, run, startDrover, type Drover } from '../helpers/drover';
 import { getJson } from '../helpers/load';
+import type { Status } from '../../src/primary/control-server';
+import type { BlockingRoute } from '../../src/protocol';
 
 describe('supervisor lifecycle', () => {
   const started: Drover[] = [];
@@ -32,6 +34,38 @@ describe('supervisor lifecycle', () => {
     const json = await run(process.execPath, [BIN, 'status', '--json', '--control-port', String(d.controlPort)]);
     const st = JSON.parse(json.stdout) as { workers: { pid: number }[] };
     assert.deepEqual(new Set(st.workers.map((w) => w.pid)), pids);
+    await d.stop();
+  });
+
+  it('a route that blocks the loop is named, with where, in /status and by `drover status`; /ping is not', async (t) => {
+    const d = await startDrover({ args: ['--workers', '1'] });
+    started.push(d);
+    const mark = d.lines.length;
+    for (let i = 0; i < 3; i++) assert.equal((await getJson(d.url('/block?ms=250'))).status, 200);
+    for (let i = 0; i < 5; i++) assert.equal((await getJson(d.url('/ping'))).status, 200);
+    // drover:blocks arrives at most once a second after a block: wait for the list with all three.
+    let blocks: BlockingRoute[] = [];
+    await d.until(async () => {
+      blocks = ((await d.status()) as unknown as Status).workers[0]!.blocks;
+      return blocks.some((b) => b.route === '/block' && b.count === 3);
+    }, '/status lists 3 blocks of /block', 5000);
+    const b = blocks.find((x) => x.route === '/block')!;
+    assert.ok(b.seconds >= 0.7 && b.seconds < 3, `blocked seconds ${b.seconds}`);
+    assert.ok(b.maxMs >= 240 && b.maxMs < 1000, `longest block ${b.maxMs} ms`);
+    assert.ok(!blocks.some((x) => x.route === '/ping'), `/ping blocks nothing: ${JSON.stringify(blocks)}`);
+    // The first block of a route gets a stack: the busy loop in the demo's TypeScript.
+    assert.ok(b.stack && b.stack.length > 0, `a stack for /block: ${JSON.stringify(b)}`);
+    assert.ok(b.stack.some((f) => /src[/\\]demo[/\\]app\.ts:\d+:\d+\)$/.test(f)), b.stack.join('\n'));
+    const logged = await d.waitFor((l) => l.msg === 'event loop blocked' && l.route === '/block' && Array.isArray(l.stack), 5000, mark);
+    assert.ok((logged.blockedMs as number) >= 240, JSON.stringify(logged));
+
+    const out = await run(process.execPath, [BIN, 'status', '--control-port', String(d.controlPort)], { cwd: ROOT });
+    assert.equal(out.code, 0, out.stderr);
+    const row = out.stdout.split('\n').find((l) => /^0\s+\d+\s+\/block\s/.test(l));
+    assert.ok(row, `drover status lists /block under the workers table:\n${out.stdout}`);
+    t.diagnostic(row);
+    assert.match(row, /^0\s+\d+\s+\/block\s+3\s+\d+\.\d+s\s+\d+ms\s+.+ \(src\/demo\/app\.ts:\d+\)$/, 'count, seconds, max, and where: the demo line');
+    assert.doesNotMatch(out.stdout, /\/ping/);
     await d.stop();
   });
 

@@ -188,7 +188,8 @@ function get(url: string): Promise<number> {
 
 /**
  * Open-loop mixed traffic, ~40 requests/s on new connections (light on a shared 2-core machine):
- * fast and slow 2xx, 400, 404, a handler 500, and a short loop block; until `stop` resolves.
+ * fast and slow 2xx, 400, 404, a handler 500, a 30 ms busy loop (under the block threshold) and,
+ * every 3 s, a block longer than --block-threshold; until `stop` resolves.
  */
 async function mixedLoad(d: Drover, stop: Promise<unknown>): Promise<Record<string, number>> {
   const statuses: Record<string, number> = {};
@@ -212,6 +213,8 @@ async function mixedLoad(d: Drover, stop: Promise<unknown>): Promise<Record<stri
       send('/fail'); // 500
     }
     if (tick % 10 === 0) send('/block?ms=30');
+    // Over --block-threshold (100 ms): the "what blocks the loop" panel and alert have data.
+    if (tick % 30 === 15) send('/block?ms=150');
   }, 100);
   await stop;
   clearInterval(timer);
@@ -321,6 +324,10 @@ describe('the dashboard and the alerts against a real Prometheus scraping a real
     for (const m of Object.keys(NOT_EXPOSED_YET)) {
       assert.deepEqual((await queryAt(prom, `{__name__="${m}"}`, time)).result, [], `${m} is exposed now: drop it from NOT_EXPOSED_YET`);
     }
+
+    // The blocks the panel and alert read are charged to the route that blocked.
+    const blockRoutes = (await queryAt(prom, 'sum by (route) (drover_event_loop_blocked_seconds_total{job="drover"})', time)).result;
+    assert.ok(blockRoutes.some((r) => r.metric.route === '/block' && Number(r.value[1]) >= 0.15), `blocked seconds of /block: ${JSON.stringify(blockRoutes)}`);
 
     // And the checker has teeth: a misspelled metric or label value fails it.
     const neg = new Checker(prom, time);
