@@ -16,7 +16,7 @@
  */
 import { Session } from 'node:inspector';
 import { parentPort } from 'node:worker_threads';
-import { Slot, type SampleReply } from './block-watch';
+import { Slot, type SampleReply, type SharedWatch } from './block-watch';
 import { originalPosition } from './source-map';
 
 const WATCH = "globalThis[Symbol.for('drover.blockWatch')]";
@@ -42,6 +42,8 @@ type Post = <T>(method: string, params?: object) => Promise<T>;
 
 export class BlockSampler {
   private readonly shared: Float64Array;
+  /** Int32Array[0]: 1 while the main thread's turn tick runs (requests in flight). */
+  readonly armed: Int32Array;
   private readonly session = new Session();
   private readonly post: Post;
   /** The SignAt of the last block sampled: one sample per block. */
@@ -57,8 +59,9 @@ export class BlockSampler {
   /** Overdue by this much is a block in the making (a late timer under load is a few ms). */
   readonly marginMs: number;
 
-  constructor(shared: SharedArrayBuffer, thresholdMs: number) {
-    this.shared = new Float64Array(shared);
+  constructor(shared: SharedWatch, thresholdMs: number) {
+    this.shared = new Float64Array(shared.times);
+    this.armed = new Int32Array(shared.armed);
     this.marginMs = Math.max(10, Math.floor(thresholdMs / 5));
     this.session.connectToMainThread();
     this.session.on('Debugger.scriptParsed', (ev) => this.scripts.set(ev.params.scriptId, ev.params));
@@ -70,7 +73,7 @@ export class BlockSampler {
   check(now: number): void {
     const s = this.shared;
     const signAt = s[Slot.SignAt]!;
-    const due = s[Slot.Armed] === 1 ? s[Slot.TurnDue]! : s[Slot.BeatDue]!;
+    const due = Atomics.load(this.armed, 0) === 1 ? s[Slot.TurnDue]! : s[Slot.BeatDue]!;
     if (due === 0 || now - due < this.marginMs || signAt === this.sampledFor || this.busy) return;
     this.sampledFor = signAt;
     this.busy = true;

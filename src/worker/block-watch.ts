@@ -9,26 +9,36 @@ export const UNKNOWN = '(unknown)';
 
 /** One capture of the stack per route per this long: each costs the loop a Debugger pause (~10-60 ms). */
 const STACK_EVERY_MS = 60_000;
+/** The turn tick stops once no request was in flight for this long (re-armed by the next request). */
+const DISARM_AFTER_MS = 1000;
 /** drover:blocks goes to the primary at most this often. */
 const REPORT_EVERY_MS = 1000;
 /** Routes kept in the report (/status shows its top 5). */
 const REPORT_ROUTES = 10;
 
 /**
- * The layout of the buffer the main thread shares with the watchdog thread (Float64Array: times
- * are Date.now() values; an aligned 8-byte store does not tear on the platforms Node runs on, and
- * a stale read costs at most one tick of detection, so no Atomics are needed).
+ * The times the main thread shares with the watchdog thread: Date.now() values in a Float64Array
+ * (an aligned 8-byte store does not tear on the platforms Node runs on, and a stale read costs at
+ * most one tick of detection, so no Atomics are needed for them).
  */
 export const enum Slot {
-  /** Date.now() of the loop's last sign of life (a heartbeat or a turn tick). */
+  /** The loop's last sign of life (a heartbeat or a turn tick). */
   SignAt = 0,
   /** When the next heartbeat is due. */
   BeatDue = 1,
-  /** When the next turn tick is due; meaningful while Armed is 1. */
+  /** When the next turn tick is due; meaningful while armed. */
   TurnDue = 2,
-  /** 1 while requests are in flight and the turn tick runs. */
-  Armed = 3,
-  Length = 4,
+  Length = 3,
+}
+
+/**
+ * The buffers shared with the watchdog thread: the times, and `armed` (Int32Array[0], 1 while the
+ * turn tick runs), which the watchdog thread waits on with Atomics.waitAsync so that it checks
+ * often only while requests are in flight: an idle worker's watchdog wakes at its old 100 ms pace.
+ */
+export interface SharedWatch {
+  times: SharedArrayBuffer;
+  armed: SharedArrayBuffer;
 }
 
 /** What the main thread answers a sample taken during a block (run through the inspector, on the main thread itself). */
@@ -80,6 +90,9 @@ type Tagged = { [kReq]?: http.IncomingMessage };
  */
 export class BlockWatch {
   readonly shared = new Float64Array(new SharedArrayBuffer(Slot.Length * 8));
+  readonly armed = new Int32Array(new SharedArrayBuffer(4));
+  /** Turn ticks in a row that found no request in flight. */
+  private idleTurns = 0;
   private current: http.IncomingMessage | undefined;
   private pending: Pending = NOT_SAMPLED;
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
@@ -112,7 +125,7 @@ export class BlockWatch {
   run(req: http.IncomingMessage, res: http.ServerResponse, app: (req: http.IncomingMessage, res: http.ServerResponse) => void): void {
     (req as Tagged)[kReq] = req;
     (res as Tagged)[kReq] = req;
-    if (this.shared[Slot.Armed] === 0) this.arm();
+    if (this.armed[0] === 0) this.arm();
     const prev = this.current;
     this.current = req;
     try {
@@ -204,27 +217,40 @@ export class BlockWatch {
   stop(): void {
     clearTimeout(this.turnTimer);
     clearTimeout(this.reportTimer);
-    this.shared[Slot.Armed] = 0;
+    Atomics.store(this.armed, 0, 0);
     this.restoreEmit?.();
     delete (globalThis as Record<symbol, unknown>)[GLOBAL_KEY];
   }
 
+  /** The buffers for the watchdog thread. */
+  get sharedWatch(): SharedWatch {
+    return { times: this.shared.buffer as SharedArrayBuffer, armed: this.armed.buffer as SharedArrayBuffer };
+  }
+
+  /** The first request after a quiet second: start the turn tick, and wake the watchdog to watch it. */
   private arm(): void {
+    this.idleTurns = 0;
     this.shared[Slot.TurnDue] = Date.now() + this.turnMs;
-    this.shared[Slot.Armed] = 1;
+    Atomics.store(this.armed, 0, 1);
+    Atomics.notify(this.armed, 0);
     if (this.turnTimer) return void this.turnTimer.refresh();
     this.turnTimer = setTimeout(() => this.turn(), this.turnMs);
     this.turnTimer.unref();
   }
 
-  /** The turn tick: a sign of life every turnMs while requests are in flight; stops when none is. */
+  /**
+   * The turn tick: a sign of life every turnMs while requests are in flight, and for a second
+   * after (so a steady trickle of requests does not arm and disarm it all the time). Under load
+   * it fires in loop turns that run anyway; it adds wake-ups only while requests wait on I/O.
+   */
   private turn(): void {
     const now = Date.now();
-    if (this.inFlight() > 0) {
+    this.idleTurns = this.inFlight() > 0 ? 0 : this.idleTurns + 1;
+    if (this.idleTurns * this.turnMs < DISARM_AFTER_MS) {
       this.shared[Slot.TurnDue] = now + this.turnMs;
       this.turnTimer!.refresh();
     } else {
-      this.shared[Slot.Armed] = 0;
+      Atomics.store(this.armed, 0, 0);
     }
     this.sign(now);
   }

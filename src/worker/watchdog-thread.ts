@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { Session } from 'node:inspector';
 import { workerData } from 'node:worker_threads';
 import { BlockSampler } from './block-sampler';
+import type { SharedWatch } from './block-watch';
 import { originalPosition } from './source-map';
 
 export interface WatchdogData {
@@ -26,7 +27,7 @@ export interface WatchdogData {
   primaryPid: number;
   bindings: Record<string, unknown>;
   /** Block detection (block-watch.ts), when --block-threshold is not 0. */
-  blocks?: { shared: SharedArrayBuffer; thresholdMs: number };
+  blocks?: { shared: SharedWatch; thresholdMs: number };
 }
 
 export interface CapturedStack {
@@ -38,11 +39,14 @@ export interface CapturedStack {
 
 const data = workerData as WatchdogData;
 const beat = new BigInt64Array(data.beat);
+/** How often the thread looks, for stalls and a dead primary. */
+const CHECK_MS = 100;
 /**
- * How often the thread looks. With block detection, a quarter of the threshold: a block is then
- * seen overdue (turn tick a quarter, margin a fifth, one check a quarter) well before it ends.
+ * With block detection, while requests are in flight (the main thread's turn tick runs): a quarter
+ * of the threshold. A block is then seen overdue (turn tick a quarter, margin a fifth, one check a
+ * quarter) and sampled well before it ends.
  */
-const CHECK_MS = data.blocks ? Math.max(5, Math.floor(data.blocks.thresholdMs / 4)) : 100;
+const FAST_CHECK_MS = data.blocks ? Math.max(5, Math.floor(data.blocks.thresholdMs / 4)) : CHECK_MS;
 const sampler = data.blocks ? new BlockSampler(data.blocks.shared, data.blocks.thresholdMs) : undefined;
 let capturedForBeat = -1n;
 
@@ -94,8 +98,6 @@ function capture(blockedMs: number): void {
   session.post('Debugger.enable', () => session.post('Debugger.pause'));
 }
 
-// A ref'd interval keeps this thread alive; the main thread unrefs the Worker object so the
-// thread never keeps the process alive by itself.
 /**
  * A worker whose primary died drains for up to 1 s on its own (main thread, 'disconnect'); the
  * thread kills it only if that does not happen: at once when its loop is stuck, else after this.
@@ -103,7 +105,7 @@ function capture(blockedMs: number): void {
 const ORPHAN_GRACE_MS = 1500;
 let orphanedAt = 0;
 
-setInterval(() => {
+function check(): void {
   const last = Atomics.load(beat, 0);
   const blockedMs = last === 0n ? 0 : Date.now() - Number(last);
   if (process.ppid !== data.primaryPid) {
@@ -120,4 +122,33 @@ setInterval(() => {
     capturedForBeat = last;
     capture(blockedMs);
   }
-}, CHECK_MS);
+}
+
+/**
+ * Checks every FAST_CHECK_MS while the main thread's turn tick is armed, else every CHECK_MS, woken
+ * early when it arms (Atomics.waitAsync does not block this thread's loop, which delivers the
+ * inspector's replies). An idle worker's watchdog thus wakes no more often than without blocks.
+ */
+/** Atomics.waitAsync (V8 has it since Node 16; TypeScript's ES2023 lib does not declare it). */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(a: Int32Array, i: number, v: number, ms: number): { async: boolean; value: Promise<unknown> | string };
+}).waitAsync;
+
+function schedule(): void {
+  const armed = sampler?.armed;
+  if (armed && Atomics.load(armed, 0) === 1) return void setTimeout(tick, FAST_CHECK_MS);
+  if (!armed) return void setTimeout(tick, CHECK_MS);
+  const waited = waitAsync(armed, 0, 0, CHECK_MS);
+  if (waited.async) void (waited.value as Promise<unknown>).then(tick);
+  else setImmediate(tick);
+}
+
+function tick(): void {
+  check();
+  schedule();
+}
+
+// Keeps the thread alive whatever schedule() waits on (a pending waitAsync does not); the main
+// thread unrefs the Worker object, so this never keeps the process alive by itself.
+setInterval(() => {}, 2 ** 30);
+schedule();

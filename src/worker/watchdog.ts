@@ -40,7 +40,7 @@ export function startLoopWatch(cfg: Pick<WorkerConfig, 'stackCaptureAfterMs' | '
     runtimeDir: cfg.runtimeDir,
     primaryPid: process.ppid,
     bindings: hooks.bindings,
-    blocks: blocks && { shared: blocks.shared.buffer as SharedArrayBuffer, thresholdMs: blocks.thresholdMs },
+    blocks: blocks && { shared: blocks.sharedWatch, thresholdMs: blocks.thresholdMs },
   };
   // No inherited flags: the thread runs only drover's compiled code, and a loader the app needs
   // (`--import` of tsx for a .ts app) would otherwise load into it too.
