@@ -28,7 +28,7 @@ const REQUEST_CLASSES = new Set(['IncomingMessage', 'ServerResponse']);
 /** Share of the main thread's time the pauses may take, and the burst allowed at once (ms). */
 const PAUSE_SHARE = 0.01;
 const BURST_MS = 200;
-/** The debugger stays enabled this long after a pause, so a run of blocks pays Debugger.enable once. */
+/** The session (and the debugger, once enabled) stays this long after a sample, so a run of blocks pays Debugger.enable once. */
 const LINGER_MS = 10_000;
 
 export interface StackMsg {
@@ -49,6 +49,9 @@ export class BlockSampler {
   /** The SignAt of the last block sampled: one sample per block. */
   private sampledFor = 0;
   private busy = false;
+  /** Connected only around samples: a connected session makes Node print "Waiting for the debugger to disconnect..." at exit. */
+  private connected = false;
+  private closed = false;
   /** Pause time left to spend (ms), refilled at PAUSE_SHARE of the time passed. */
   private budgetMs = BURST_MS;
   private budgetAt = Date.now();
@@ -63,7 +66,6 @@ export class BlockSampler {
     this.shared = new Float64Array(shared.times);
     this.armed = new Int32Array(shared.armed);
     this.marginMs = Math.max(10, Math.floor(thresholdMs / 5));
-    this.session.connectToMainThread();
     this.session.on('Debugger.scriptParsed', (ev) => this.scripts.set(ev.params.scriptId, ev.params));
     this.post = (method, params) =>
       new Promise((resolve, reject) => this.session.post(method, params, (err, res) => (err ? reject(err) : resolve(res as never))));
@@ -74,13 +76,33 @@ export class BlockSampler {
     const s = this.shared;
     const signAt = s[Slot.SignAt]!;
     const due = Atomics.load(this.armed, 0) === 1 ? s[Slot.TurnDue]! : s[Slot.BeatDue]!;
-    if (due === 0 || now - due < this.marginMs || signAt === this.sampledFor || this.busy) return;
+    if (due === 0 || now - due < this.marginMs || signAt === this.sampledFor || this.busy || this.closed) return;
     this.sampledFor = signAt;
     this.busy = true;
     this.sample(signAt).finally(() => (this.busy = false));
   }
 
+  /** The worker is draining: no more samples, and the session goes. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.lingerTimer);
+    this.disconnect();
+  }
+
+  private disconnect(): void {
+    if (!this.connected) return;
+    this.connected = false;
+    this.enabled = false;
+    this.scripts.clear();
+    this.session.disconnect();
+  }
+
   private async sample(id: number): Promise<void> {
+    clearTimeout(this.lingerTimer);
+    if (!this.connected) {
+      this.session.connectToMainThread();
+      this.connected = true;
+    }
     try {
       const r = await this.post<{ result: { value?: SampleReply } }>('Runtime.evaluate', { expression: `${WATCH}?.sample(${id})`, returnByValue: true });
       const reply = r.result.value;
@@ -92,13 +114,21 @@ export class BlockSampler {
       if (scan || reply.wantStack) await this.pause(id, scan, reply.wantStack);
     } catch {
       // The main thread moved on (the block ended mid-way) or is exiting: this block goes unattributed.
+    } finally {
+      this.linger();
     }
+  }
+
+  /** Keeps the session (and the debugger, if enabled) for LINGER_MS: a run of blocks connects and enables once. */
+  private linger(): void {
+    clearTimeout(this.lingerTimer);
+    if (this.closed) return this.disconnect();
+    this.lingerTimer = setTimeout(() => this.disconnect(), LINGER_MS);
   }
 
   private async pause(id: number, scan: boolean, wantStack: boolean): Promise<void> {
     const started = Date.now();
     let frames: PausedFrame[] = [];
-    clearTimeout(this.lingerTimer);
     try {
       const paused = new Promise<PausedFrame[]>((resolve) => this.session.once('Debugger.paused', (ev) => resolve(ev.params.callFrames as PausedFrame[])));
       // Replays scriptParsed for every loaded script the first time.
@@ -113,11 +143,6 @@ export class BlockSampler {
     } finally {
       await this.post('Debugger.resume').catch(() => {});
       this.budgetMs -= Date.now() - started;
-      this.lingerTimer = setTimeout(() => {
-        this.enabled = false;
-        this.scripts.clear();
-        this.session.post('Debugger.disable');
-      }, LINGER_MS);
     }
     if (wantStack && frames.length) {
       const stack = frames.slice(0, STACK_FRAMES).map((f) => formatFrame(f, this.scripts.get(f.location.scriptId)));

@@ -23,7 +23,7 @@ import { loadApp, type AppHooks } from './load-app';
 import { WorkerMetrics } from './metrics';
 import { createPressureGate } from './pressure-gate';
 import { interceptListen } from './stray-listen';
-import { startLoopWatch } from './watchdog';
+import { startLoopWatch, type LoopWatch } from './watchdog';
 
 const config = JSON.parse(process.env[WORKER_CONFIG_ENV] ?? 'null') as WorkerConfig | null;
 if (!config || !process.send) {
@@ -67,6 +67,7 @@ function pushMetrics(id: number, cb?: () => void): void {
   );
 }
 let conns: Connections | undefined;
+let watch: LoopWatch | undefined;
 let heartbeat: Heartbeat | undefined;
 /** The heartbeat interval the primary asked for (drover:pace); the configured one until it does. */
 let beatIntervalMs = cfg.heartbeatIntervalMs;
@@ -99,6 +100,7 @@ async function drain(timeoutMs: number, idleGraceMs: number): Promise<void> {
   log.info({ timeoutMs, inFlight, upgraded }, 'draining');
   // The hook runs between HTTP and upgraded connections: after the last request (pools may
   // close), while WebSockets are still open for the app to close with a close frame.
+  watch?.stopSampling();
   const forced = await conns.drain(timeoutMs, idleGraceMs, () => runShutdownHook(Math.max(0, timeoutMs - (Date.now() - started))));
   await closeOffloadPools();
   heartbeat?.stop();
@@ -183,7 +185,7 @@ function appFailed(err: unknown): void {
 }
 
 async function main(): Promise<void> {
-  const watch = startLoopWatch(cfg, {
+  watch = startLoopWatch(cfg, {
     bindings,
     inFlight: () => conns?.counters().inFlight ?? 0,
     routeOf: (req) => metrics.red.routeOf(req),

@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Session } from 'node:inspector';
-import { workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { BlockSampler } from './block-sampler';
 import type { SharedWatch } from './block-watch';
 import { originalPosition } from './source-map';
@@ -48,6 +48,10 @@ const CHECK_MS = 100;
  */
 const FAST_CHECK_MS = data.blocks ? Math.max(5, Math.floor(data.blocks.thresholdMs / 4)) : CHECK_MS;
 const sampler = data.blocks ? new BlockSampler(data.blocks.shared, data.blocks.thresholdMs) : undefined;
+/** The main thread's 'drover:stop-sampling' (drain): the worker is about to exit. */
+parentPort?.on('message', (m: unknown) => {
+  if ((m as { type?: string } | null)?.type === 'drover:stop-sampling') sampler?.close();
+});
 let capturedForBeat = -1n;
 
 function log(level: number, msg: string, extra: Record<string, unknown>): void {

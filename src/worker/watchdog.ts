@@ -11,6 +11,8 @@ export interface LoopWatch {
   beat: (nextMs: number) => void;
   /** Block detection by route, when --block-threshold is not 0. */
   blocks: BlockWatch | undefined;
+  /** Drain began: stop sampling blocks, so no inspector session is open when the worker exits. */
+  stopSampling: () => void;
 }
 
 export interface LoopWatchHooks {
@@ -57,5 +59,8 @@ export function startLoopWatch(cfg: Pick<WorkerConfig, 'stackCaptureAfterMs' | '
       blocks?.beat(nextMs);
     },
     blocks,
+    stopSampling: () => {
+      if (blocks) thread.postMessage({ type: 'drover:stop-sampling' });
+    },
   };
 }
