@@ -105,6 +105,8 @@ export interface DroverOptions {
 }
 
 const DEMO_APP = path.join(__dirname, 'demo', 'app.js');
+/** The shortest --block-threshold other than 0 (off). */
+export const MIN_BLOCK_THRESHOLD_MS = 20;
 
 export const defaults: Omit<DroverOptions, 'workers' | 'workersSource' | 'workersDetail'> = {
   app: DEMO_APP,
@@ -321,6 +323,15 @@ export function resolveOptions(
     throw new DroverError(
       'DROVER_ERR_OPTION',
       `--heartbeat-idle-interval (${o.heartbeatIdleIntervalMs}ms) must not be shorter than --heartbeat-interval (${o.heartbeatIntervalMs}ms).`,
+      ExitCode.USAGE,
+    );
+  }
+  // Block detection samples a loop overdue by max(10 ms, threshold / 5) past a tick of threshold / 4:
+  // below 20 ms that is timer jitter, not a block (ADR 0018).
+  if (o.blockThresholdMs > 0 && o.blockThresholdMs < MIN_BLOCK_THRESHOLD_MS) {
+    throw new DroverError(
+      'DROVER_ERR_OPTION',
+      `--block-threshold (${o.blockThresholdMs}ms) must be 0ms (off) or at least ${MIN_BLOCK_THRESHOLD_MS}ms.`,
       ExitCode.USAGE,
     );
   }

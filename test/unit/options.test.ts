@@ -19,6 +19,8 @@ describe('options', () => {
     assert.equal(o.workers, 6);
     assert.equal(o.workersSource, 'cpus');
     assert.equal(o.port, defaults.port);
+    assert.equal(o.blockThresholdMs, 100);
+    assert.equal(resolveOptions({ 'block-threshold': '0ms' }, {}).blockThresholdMs, 0);
     assert.equal(o.controlHost, '127.0.0.1');
     assert.equal(o.controlToken, undefined);
     assert.equal(o.dispatch, 'least-busy');
@@ -53,6 +55,7 @@ describe('options', () => {
     assert.match(err({ 'worker-timeout': '200ms', 'dispatch-freshness': '500ms' }), /--worker-timeout \(200ms\) must be longer/);
     assert.match(err({ 'heartbeat-idle-interval': '10ms' }), /--heartbeat-idle-interval \(10ms\) must not be shorter than --heartbeat-interval \(20ms\)/);
     assert.match(err({ 'worker-timeout': '300ms' }), /--worker-timeout \(300ms\) must be at least 4 times --heartbeat-idle-interval \(100ms\)/);
+    assert.match(err({ 'block-threshold': '10ms' }), /--block-threshold \(10ms\) must be 0ms \(off\) or at least 20ms/);
     assert.equal(resolveOptions({ 'worker-timeout': '400ms' }, {}).workerTimeoutMs, 400);
     assert.match(err({ 'log-level': 'loud' }), /--log-level: expected one of fatal, error/);
   });
