@@ -2,6 +2,7 @@ import { cpuNs } from '../reliability/proc';
 import { descendants } from '../lib/callgrind';
 import { closedLoop, describeFailures } from '../lib/closed-loop';
 import { freshLoop } from '../lib/fresh-loop';
+import { openLoop } from '../lib/open-loop';
 import { startPeer, type PeerKind } from '../lib/servers';
 import { percentile, roundRatios, summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
@@ -23,10 +24,13 @@ const LEAN_NAME = 'drover least-busy, metrics and shedding off';
  * (dispatch, handle passing, supervision); this row / node:cluster, the cost of the worker pieces.
  */
 const CONTROL = 'node:cluster, drover workers';
+/** drover's defaults with block detection off (issue 17): against BASE, what detection costs when nothing blocks. */
+const NO_BLOCKS = 'drover least-busy, --block-threshold 0ms';
 const PEERS: { name: string; kind: PeerKind; args?: string[] }[] = [
   { name: BASE, kind: 'drover least-busy' },
   { name: 'drover round-robin', kind: 'drover round-robin' },
   { name: LEAN_NAME, kind: 'drover least-busy', args: LEAN },
+  { name: NO_BLOCKS, kind: 'drover least-busy', args: ['--block-threshold', '0ms'] },
   { name: 'node:cluster', kind: 'node:cluster' },
   { name: CONTROL, kind: 'node:cluster, drover workers', args: LEAN },
   { name: 'pm2 cluster', kind: 'pm2 cluster' },
@@ -41,7 +45,7 @@ const PEERS: { name: string; kind: PeerKind; args?: string[] }[] = [
 export const peersSuite: Suite = {
   name: 'peers',
   title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
-  estimateS: { tiny: 100, quick: 1080, full: 2900 },
+  estimateS: { tiny: 120, quick: 1380, full: 3600 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const workers = 2;
@@ -116,6 +120,7 @@ export const peersSuite: Suite = {
       }
     }
     const derived: Record<string, number> = {};
+    await blocksEverySecond(ctx, rounds, workers, rows, derived);
     // Median of the per-round ratios: each round ran every peer back to back.
     const ratio = (client: Client, peer: string, base: string) =>
       Math.round(roundRatios(rps[`${peer}|${client}`] ?? [], rps[`${base}|${client}`] ?? []).median * 100) / 100;
@@ -132,7 +137,60 @@ export const peersSuite: Suite = {
     derived[`CPU per request at ${rate} req/s ${LEAN_NAME} / ${CONTROL}`] = cpuRatio(LEAN_NAME, CONTROL);
     derived[`CPU per request at ${rate} req/s ${CONTROL} / node:cluster`] = cpuRatio(CONTROL, 'node:cluster');
     derived[`CPU per request at ${rate} req/s ${BASE} / ${LEAN_NAME}`] = cpuRatio(BASE, LEAN_NAME);
+    derived[`CPU per request at ${rate} req/s ${BASE} / ${NO_BLOCKS}`] = cpuRatio(BASE, NO_BLOCKS);
     for (const [peer, ms] of Object.entries(idle)) derived[`idle CPU ms per s, ${peer}`] = Math.round(percentile(ms, 50) * 10) / 10;
     return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, fixedRate: rate, idleSeconds: idleS, rounds, connections, route: '/ping' }, rows, derived };
   },
 };
+
+/** Small requests slower than this waited behind a block: they were handed to a blocked worker. */
+const SLOW_MS = 100;
+const BLOCK_MS = 300;
+
+/**
+ * With a block every second (one client sends `/block?ms=300` at 1/s while `/ping` comes on new
+ * connections at 50/s, open loop), block detection samples and captures stacks: it must add no
+ * failed request and no small request handed to a blocked worker (one slower than 100 ms) over
+ * the same drover with detection off. Alternated round by round, as the rest of the suite.
+ */
+async function blocksEverySecond(ctx: Context, rounds: number, workers: number, rows: Row[], derived: Record<string, number>): Promise<void> {
+  const durationMs = ctx.profile === 'tiny' ? 2000 : 10_000;
+  const sides = [
+    { peer: BASE, args: [] as string[] },
+    { peer: NO_BLOCKS, args: ['--block-threshold', '0ms'] },
+  ];
+  const slow: Record<string, number[]> = {};
+  const failed: Record<string, number> = {};
+  for (let round = 1; round <= Math.max(2, Math.ceil(rounds / 3)); round++) {
+    for (const { peer, args } of round % 2 ? sides : [...sides].reverse()) {
+      ctx.progress(`blocks every second, round ${round}: ${peer}, ${durationMs / 1000}s`);
+      const server = await startPeer('drover least-busy', workers, { args });
+      try {
+        const [blocks, ping] = await Promise.all([
+          openLoop({ url: server.url(`/block?ms=${BLOCK_MS}`), rate: 1, keepAlive: false, durationMs }),
+          openLoop({ url: server.url('/ping'), rate: 50, keepAlive: false, durationMs, slowMs: SLOW_MS }),
+        ]);
+        const text = await (await fetch(server.controlUrl!('/metrics'))).text();
+        const counted = text
+          .split('\n')
+          .filter((l) => l.startsWith('drover_event_loop_blocks_total{'))
+          .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+        const errors = blocks.errors + blocks.neverCompleted + ping.errors + ping.neverCompleted;
+        (slow[peer] ??= []).push(ping.slow / Math.max(1, ping.completed));
+        failed[peer] = (failed[peer] ?? 0) + errors;
+        const s = summarize(ping.latency);
+        rows.push({
+          config: { peer, client: `new-connection /ping 50/s, /block?ms=${BLOCK_MS} 1/s`, round },
+          values: { p95Ms: s.p95Ms, maxMs: s.maxMs, pingsOver100Ms: ping.slow, pings: ping.completed, blocksSent: blocks.completed, blocksCounted: counted, errors },
+          failed: errors ? `${errors} failed or never completed` : undefined,
+        });
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+  for (const { peer } of sides) {
+    derived[`blocks every second: % of pings over ${SLOW_MS} ms, ${peer}`] = Math.round(percentile(slow[peer] ?? [], 50) * 10000) / 100;
+    derived[`blocks every second: failed requests, ${peer}`] = failed[peer] ?? 0;
+  }
+}
