@@ -50,7 +50,8 @@ const GUIDE: Record<string, string> = {
     'for IO, per request (ADR 0017).',
   peers:
     'What drover costs against its peers: the same demo app and the same `/ping` load under drover (least-busy and ' +
-    'round-robin at their defaults, and least-busy with request metrics, shedding off and metrics snapshots every 60 s), ' +
+    'round-robin at their defaults, least-busy with request metrics, shedding off and metrics snapshots every 60 s, and ' +
+    'least-busy with block detection off, `--block-threshold 0ms`), ' +
     'a bare `node:cluster` primary that only forks, the same bare primary over workers built of the lean drover\'s worker ' +
     'pieces (request path with connection tracking, heartbeats over IPC at drover\'s idle pace with the watchdog thread, ' +
     'drover\'s prom-client default metrics, `--enable-source-maps`), and pm2 cluster mode, alternated round by round in one ' +
@@ -61,7 +62,10 @@ const GUIDE: Record<string, string> = {
     'least-busy\'s, then the lean drover\'s gap to node:cluster split in two: the bare primary over drover\'s worker ' +
     'pieces against lean drover is the cost of drover\'s primary (dispatch, handle passing, supervision); node:cluster ' +
     'against that row is the cost of the worker pieces. On this shared VM single rounds of one peer vary by tens of ' +
-    'percent, so ratios from 6 rounds move by ±20 % from run to run (ADR 0008).',
+    'percent, so ratios from 6 rounds move by ±20 % from run to run (ADR 0008). Last, the "blocks every second" rows ' +
+    '(ADR 0018): `/block?ms=300` at 1/s beside `/ping` on new connections at 50/s (open loop), drover with block ' +
+    'detection on and off, alternated: failed requests, pings slower than 100 ms (handed to a blocked worker), and the ' +
+    'blocks drover counted.',
   metrics:
     'How long `GET /metrics` takes as workers are added (each worker holding ~2,000 series), and what the per-request ' +
     'RED metrics cost: `/ping` throughput of the same app with `--request-metrics on` and `off`, alternated in one run. ' +
