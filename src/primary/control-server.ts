@@ -7,6 +7,7 @@ import type { BlockingRoute } from '../protocol';
 import type { Dispatcher } from './dispatcher';
 import type { Supervisor } from './supervisor';
 import type { WorkerHandle } from './worker-handle';
+import type { ExitReason, WorkerState } from './worker-lifecycle';
 
 export const VERSION: string = (require('../../../package.json') as { version: string }).version;
 
@@ -14,7 +15,8 @@ export interface WorkerStatus {
   slot: number;
   id: number;
   pid: number;
-  phase: string;
+  /** The worker's lifecycle state (src/primary/worker-lifecycle.ts). */
+  phase: WorkerState;
   generation: number;
   uptimeS: number;
   heartbeatAgeMs: number;
@@ -58,7 +60,7 @@ export interface Status {
     app: string;
     port: number;
     reload: { generation: number; replaced: number } | null;
-    exits: Record<string, number>;
+    exits: Record<ExitReason, number>;
     reloads: { completed: number; aborted: number };
     dispatcher: Dispatcher['stats'] & { queuedNow: number };
     /** The heartbeat pace the workers are asked to keep (src/primary/beat-pace.ts). */
@@ -83,7 +85,7 @@ function workerStatus(h: WorkerHandle, now: number): WorkerStatus {
     slot: h.slot,
     id: h.id,
     pid: h.pid,
-    phase: h.retiring && h.phase === 'listening' ? 'retiring' : h.phase,
+    phase: h.state,
     generation: h.generation,
     uptimeS: round((now - h.forkedAt) / 1000),
     heartbeatAgeMs: Math.round(h.beatAge(now)),

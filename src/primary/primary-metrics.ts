@@ -4,9 +4,14 @@ import type { Dispatcher } from './dispatcher';
 import type { CollectResult, MetricsStore } from './metrics-store';
 import type { Supervisor } from './supervisor';
 import type { WorkerHandle } from './worker-handle';
+import { DRAIN_REASONS, EXIT_REASONS, WORKER_STATES, type WorkerState } from './worker-lifecycle';
 
-const PHASES = ['booting', 'listening', 'draining', 'stalling'] as const;
-const RESTART_REASONS = ['crash', 'stalled', 'boot-timeout', 'app-error', 'reload', 'recycle', 'memory', 'max-requests'] as const;
+/** Every state but stopped: a stopped worker is no process any more. */
+const STATES = WORKER_STATES.filter((s) => s !== 'stopped');
+/** Exits after which a slot got a new worker: all but drover's own shutdown. */
+const RESTART_REASONS = EXIT_REASONS.filter((r) => r !== 'shutdown');
+/** Which worker speaks for a slot: the serving one first, the one being replaced or killed last. */
+const RANK: Record<WorkerState, number> = { listening: 0, retiring: 1, stalling: 2, booting: 3, stopping: 4, draining: 9, stopped: 9 };
 
 /**
  * The worker that speaks for a slot in per-worker series. A replacement overlaps the worker it
@@ -14,13 +19,11 @@ const RESTART_REASONS = ['crash', 'stalled', 'boot-timeout', 'app-error', 'reloa
  * serving worker wins over one being replaced or killed.
  */
 export function currentBySlot(handles: readonly WorkerHandle[]): Map<number, WorkerHandle> {
-  const rank = (h: WorkerHandle) =>
-    h.phase === 'listening' ? (h.retiring ? 1 : 0) : h.phase === 'stalling' ? 2 : h.phase === 'booting' ? 3 : 9;
   const out = new Map<number, WorkerHandle>();
   for (const h of handles) {
-    if (h.phase === 'draining' || h.phase === 'stopped') continue;
+    if (h.state === 'draining' || h.state === 'stopped') continue;
     const cur = out.get(h.slot);
-    if (!cur || rank(h) < rank(cur)) out.set(h.slot, h);
+    if (!cur || RANK[h.state] < RANK[cur.state]) out.set(h.slot, h);
   }
   return out;
 }
@@ -73,7 +76,7 @@ export class PrimaryMetrics {
     new promClient.Gauge({
       name: 'drover_workers', help: 'Worker processes by state.', labelNames: ['state'], registers: r,
       collect() {
-        for (const p of PHASES) this.set({ state: p }, sup.handles.filter((h) => h.phase === p).length);
+        for (const state of STATES) this.set({ state }, sup.handles.filter((h) => h.state === state).length);
       },
     });
     new promClient.Gauge({
@@ -94,12 +97,12 @@ export class PrimaryMetrics {
         this.set(sup.generation);
       },
     });
-    mirrored('drover_worker_restarts_total', 'Workers that exited and were replaced, by reason (crash, stalled, boot-timeout, app-error, reload, recycle, memory, max-requests).', ['reason'],
+    mirrored('drover_worker_restarts_total', `Workers that exited and were replaced, by reason (${RESTART_REASONS.join(', ')}).`, ['reason'],
       () => RESTART_REASONS.map((reason) => [{ reason }, sup.exits[reason]]));
     mirrored('drover_reloads_total', 'Rolling reloads, by result (completed, aborted).', ['result'],
       () => [[{ result: 'completed' }, sup.reloads.completed], [{ result: 'aborted' }, sup.reloads.aborted]]);
-    mirrored('drover_worker_drains_total', 'Worker drains started, by reason (reload, recycle, memory, max-requests, shutdown).', ['reason'],
-      () => Object.entries(sup.drains).map(([reason, n]) => [{ reason }, n]));
+    mirrored('drover_worker_drains_total', `Worker drains started, by reason (${DRAIN_REASONS.join(', ')}).`, ['reason'],
+      () => DRAIN_REASONS.map((reason) => [{ reason }, sup.drains[reason]]));
 
     perWorker('drover_worker_heartbeat_age_seconds', 'Time since the worker last reported; beyond --worker-timeout it is stalled.', (h, now) => h.beatAge(now) / 1000);
     perWorker('drover_worker_event_loop_utilization', 'Event-loop utilization (0..1) over the last second.', (h) => h.beat?.loop.utilization);
@@ -116,7 +119,7 @@ export class PrimaryMetrics {
     });
     const lastStale = () => this.lastStale;
     perWorker('drover_metrics_snapshot_stale', "1 when the last scrape used an old snapshot of the worker (it did not answer in time).", (h) =>
-      h.phase === 'booting' ? undefined : lastStale().has(h.id) ? 1 : 0);
+      h.state === 'booting' ? undefined : lastStale().has(h.id) ? 1 : 0);
     new promClient.Gauge({
       name: 'drover_worker_event_loop_delay_seconds', help: 'Event-loop delay over the last second, by statistic (p50, p99, max).',
       labelNames: ['worker', 'stat'], registers: r,

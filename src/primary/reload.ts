@@ -3,10 +3,12 @@ import type { Logger } from '../log';
 import type { WorkerHandle } from './worker-handle';
 
 /**
- * Rolling reload, one worker at a time: mark the next old-generation worker `retiring`; its slot
- * is then uncovered, so the supervisor's tick forks the replacement; when that one listens, the
- * supervisor drains the retiring one; the next step picks the next old worker. A replacement that
- * fails to come up aborts the reload and the old generation keeps serving.
+ * Rolling reload, one worker at a time: `step` names the next old-generation worker to retire; its
+ * slot is then uncovered, so the supervisor's tick forks the replacement; when that one listens,
+ * the supervisor drains the retiring one; once it has left, the next step names the next old
+ * worker. A replacement that fails to come up aborts the reload (the supervisor keeps the retiring
+ * worker) and the old generation keeps serving. This file keeps the reload's progress; the
+ * workers' states are the lifecycle's (src/primary/worker-lifecycle.ts).
  */
 export class RollingReload {
   /** The generation being rolled out, while a reload runs. */
@@ -31,27 +33,28 @@ export class RollingReload {
     return { accepted: true };
   }
 
-  /** Called on every tick. */
-  step(handles: readonly WorkerHandle[]): void {
+  /** Called on every tick: the worker to retire now, if any. */
+  step(handles: readonly WorkerHandle[]): WorkerHandle | undefined {
     const gen = this.generation;
-    if (gen === undefined) return;
-    if (handles.some((h) => h.retiring === 'reload')) return;
-    const old = handles.find((h) => h.phase === 'listening' && h.generation < gen);
+    if (gen === undefined) return undefined;
+    // One replacement at a time: wait until the one under way is over (its old worker gone).
+    if (handles.some((h) => h.state === 'retiring' || h.state === 'draining' || h.state === 'stalling')) return undefined;
+    const old = handles.find((h) => h.state === 'listening' && h.generation < gen);
     if (old) {
-      old.retiring = 'reload';
       this.log.info({ worker: old.slot, wid: old.id, workerPid: old.pid, generation: gen }, 'reload: replacing worker');
-      return;
+      return old;
     }
-    if (handles.some((h) => h.phase === 'booting')) return;
+    if (handles.some((h) => h.state === 'booting')) return undefined;
     this.completed++;
     this.log.info({ generation: gen, replaced: this.replaced, ms: Math.round(performance.now() - this.startedAt) }, 'rolling reload complete');
     this.generation = undefined;
+    return undefined;
   }
 
-  abort(handles: readonly WorkerHandle[], why: string): void {
+  /** A replacement failed: the reload stops where it is (the supervisor keeps the retiring worker). */
+  abort(why: string): void {
     if (this.generation === undefined) return;
     this.log.error({ generation: this.generation, why }, 'reload aborted; the previous generation keeps serving');
-    for (const h of handles) if (h.retiring === 'reload') h.retiring = undefined;
     this.aborted++;
     this.generation = undefined;
   }

@@ -35,9 +35,11 @@ export function createScraper(sup: Supervisor, dispatcher: Dispatcher, version: 
 
   async function collectOnce(): Promise<{ contentType: string; body: string }> {
     const started = performance.now();
-    const live = sup.handles.filter((h) => h.phase !== 'booting' && h.phase !== 'stopped');
-    // A stalling worker cannot answer; asking would only spend the deadline.
-    const askable = live.filter((h) => h.phase === 'listening' || h.phase === 'draining');
+    // A stopped worker stays here until the tick forgets it and retires its counters: until then
+    // its last snapshot is still its share of the totals.
+    const live = sup.handles.filter((h) => h.state !== 'booting');
+    // A stalling or stopping worker cannot answer; asking would only spend the deadline.
+    const askable = live.filter((h) => h.state === 'listening' || h.state === 'retiring' || h.state === 'draining');
     const result = await store.collect(live, askable, sup.opts.metricsTimeoutMs);
     metrics.recordCollect(result);
     // A worker metric may not shadow a primary one (Registry.merge would throw).

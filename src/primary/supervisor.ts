@@ -1,4 +1,4 @@
-import cluster, { type Worker } from 'node:cluster';
+import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { ExitCode } from '../errors';
@@ -6,31 +6,36 @@ import { LoopDelay } from '../loop-delay';
 import type { Logger } from '../log';
 import type { DroverOptions } from '../options';
 import { PROTOCOL_VERSION, WORKER_CONFIG_ENV, isWorkerMessage, type WorkerToPrimary } from '../protocol';
-import { respawnDelay } from './backoff';
+import { SlotState } from './backoff';
 import { pickRecycle } from './recycle';
 import { RollingReload } from './reload';
 import type { Dispatcher } from './dispatcher';
 import { logStall } from './stall-report';
 import { workerConfig } from './worker-config';
-import { WorkerHandle, type ExitReason } from './worker-handle';
+import { WorkerHandle } from './worker-handle';
+import {
+  DRAIN_REASONS, EXIT_REASONS, overdue, step,
+  type DrainReason, type ExitReason, type LifeAction, type LifeEvent,
+} from './worker-lifecycle';
 
 export type SupervisorPhase = 'starting' | 'running' | 'shutting-down' | 'stopped';
 
-interface SlotState {
-  /** Consecutive crashes after listening; reset by a long enough uptime. */
-  crashes: number;
-  nextSpawnAt: number;
-}
-
-
 const TICK_MS = 100;
-/** A worker's own SIGTERM/SIGINT is acted on only if the primary was not signalled meanwhile. */
-const SIGNAL_SETTLE_MS = 1000;
+
+const zeros = <K extends string>(keys: readonly K[]) => Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
 
 /**
- * Signal and event handlers only record what happened; `tick()` compares what is with what should
- * be and acts (gunicorn's arbiter loop, Puma's cluster). Replacing a worker is always "start the
- * new one, then retire the old one": stall, recycle and rolling reload share that path.
+ * Event handlers only record: they move the worker's lifecycle (src/primary/worker-lifecycle.ts,
+ * pure) and queue the actions its transition asks for. `tick()` carries those out, then compares
+ * what is with what should be and acts (gunicorn's arbiter loop, Puma's cluster): overdue boots,
+ * heartbeats and signals, reload and recycle steps, and a worker for every uncovered slot.
+ * Replacing a worker is always "start the new one, then retire the old one": stall, recycle and
+ * rolling reload share that path.
+ *
+ * Handlers act at once only where nothing is decided: a socket's ack goes to the dispatcher (the
+ * primary's copy of the connection waits for it), a metrics snapshot to the store (a scrape waits
+ * for it), heartbeats onto the handle. A state change is recorded at once, so no connection is
+ * handed to a worker the lifecycle has taken off duty while the tick is pending.
  *
  * Events: 'ready' (every slot listening for the first time), 'exit' (code) once all is stopped,
  * 'worker-metrics' (handle, id, metrics) for each snapshot, 'worker-gone' (handle) after an exit.
@@ -40,12 +45,10 @@ export class Supervisor extends EventEmitter {
   generation = 1;
   readonly handles: WorkerHandle[] = [];
   readonly slots: SlotState[];
-  /** Worker exits by reason since start (crash, stalled, reload, ...). */
-  readonly exits: Record<ExitReason, number> = {
-    crash: 0, stalled: 0, 'boot-timeout': 0, 'app-error': 0, reload: 0, shutdown: 0, recycle: 0, memory: 0, 'max-requests': 0,
-  };
+  /** Worker exits by reason since start. */
+  readonly exits: Record<ExitReason, number> = zeros(EXIT_REASONS);
   /** Drains started, by reason. */
-  readonly drains: Record<string, number> = { reload: 0, recycle: 0, memory: 0, 'max-requests': 0, shutdown: 0 };
+  readonly drains: Record<DrainReason, number> = zeros(DRAIN_REASONS);
   readonly reloads: RollingReload;
   /** The primary's own loop delay, read from the tick timer's lateness (src/loop-delay.ts). */
   readonly loopDelay = new LoopDelay();
@@ -53,6 +56,8 @@ export class Supervisor extends EventEmitter {
   private exitCode: number = ExitCode.OK;
   private timer: NodeJS.Timeout | undefined;
   private tickQueued = false;
+  /** What the lifecycle asked for since the last tick, in order. */
+  private readonly todo: { h: WorkerHandle; a: LifeAction }[] = [];
 
   constructor(
     readonly opts: DroverOptions,
@@ -61,7 +66,7 @@ export class Supervisor extends EventEmitter {
     private readonly log: Logger,
   ) {
     super();
-    this.slots = Array.from({ length: opts.workers }, () => ({ crashes: 0, nextSpawnAt: 0 }));
+    this.slots = Array.from({ length: opts.workers }, () => new SlotState());
     this.reloads = new RollingReload(log);
   }
 
@@ -107,8 +112,9 @@ export class Supervisor extends EventEmitter {
   forceStop(): void {
     this.log.warn('second stop signal: killing workers without waiting for drain');
     this.exitCode = ExitCode.FORCED_STOP;
-    for (const h of this.handles) h.worker.process.kill('SIGKILL');
+    for (const h of this.handles) this.record(h, { kind: 'force' });
     if (this.handles.length === 0) this.finish();
+    else this.schedule();
   }
 
   private schedule(): void {
@@ -125,61 +131,144 @@ export class Supervisor extends EventEmitter {
   private tick(): void {
     if (this.phase === 'stopped') return;
     const now = performance.now();
+    this.act(now);
     if (this.phase === 'shutting-down') return this.tickShutdown(now);
-    const stalled: WorkerHandle[] = [];
     for (const h of this.handles) {
-      if (h.phase === 'listening' && h.beatAge(now) > this.opts.workerTimeoutMs) {
-        this.onStall(h, now);
-        stalled.push(h);
-      } else if (h.phase === 'booting' && now - h.forkedAt > this.opts.bootTimeoutMs) {
-        this.log.error({ worker: h.slot, wid: h.id, workerPid: h.pid, bootTimeoutMs: this.opts.bootTimeoutMs }, 'worker did not listen in time; killing it');
-        this.replacementFailed(h, `new worker did not listen within ${this.opts.bootTimeoutMs}ms`);
-        this.kill(h, 'boot-timeout');
-      }
+      const e = overdue(h.life, { now, forkedAt: h.forkedAt, lastBeatAt: h.lastBeatAt }, this.opts);
+      if (e) this.record(h, e);
     }
-    for (const h of this.handles) {
-      if (h.signalledAt !== undefined && now - h.signalledAt >= SIGNAL_SETTLE_MS && h.phase === 'listening' && !h.retiring) {
-        this.log.info({ worker: h.slot, workerPid: h.pid }, 'worker was signalled; replacing it');
-        h.retiring = 'recycle';
-      }
-    }
-    this.reloads.step(this.handles);
+    const old = this.reloads.step(this.handles);
+    if (old) this.record(old, { kind: 'retire', reason: 'reload' });
     const recycle = pickRecycle(this.handles, { maxRssBytes: this.opts.maxMemoryMb * 2 ** 20 }, this.reloads.active);
     if (recycle) {
       this.log.info({ worker: recycle.h.slot, workerPid: recycle.h.pid, reason: recycle.reason, ...recycle.detail }, 'recycling worker');
-      recycle.h.retiring = recycle.reason;
+      this.record(recycle.h, { kind: 'retire', reason: recycle.reason });
     }
-    for (let slot = 0; slot < this.slots.length; slot++) {
-      const s = this.slots[slot]!;
-      const covered = this.handles.some(
-        (h) => h.slot === slot && (h.phase === 'booting' || (h.phase === 'listening' && !h.retiring)),
-      );
-      if (!covered && now >= s.nextSpawnAt) this.fork(slot, now);
-    }
-    // Replacements of stalled workers were forked above: capacity first, then the kill.
-    for (const h of stalled) this.kill(h, 'stalled');
+    this.act(now);
+    for (let slot = 0; slot < this.slots.length; slot++) this.cover(slot, now);
     this.dispatcher.flushQueue();
     this.dispatcher.pace.tick(now);
   }
 
   private tickShutdown(now: number): void {
     if (!this.dispatcher.isClosed) return;
-    for (const h of this.handles) {
-      if (h.phase === 'listening') this.drain(h, 'shutdown', now);
-      else if (h.phase === 'booting') this.kill(h, 'shutdown');
-    }
+    // Serving workers drain, booting ones are stopped; the others are on their way out already.
+    for (const h of this.handles) this.record(h, { kind: 'shutdown' });
+    this.act(now);
     if (this.handles.length === 0) this.finish();
+  }
+
+  /** A slot with no booting or listening worker gets one, unless its respawn is backing off. */
+  private cover(slot: number, now: number): void {
+    const covered = this.handles.some((h) => h.slot === slot && (h.state === 'booting' || h.state === 'listening'));
+    if (!covered && now >= this.slots[slot]!.nextSpawnAt) this.fork(slot, now);
   }
 
   /**
    * A worker that was to replace another failed to come up (exited, timed out, refused): keep the
-   * one it was meant to replace, and stop the reload. Called as soon as the failure is known, so
-   * the tick does not fork yet another replacement meanwhile.
+   * one it was meant to replace, and stop the reload. Runs before the tick covers slots, so no
+   * other replacement is forked meanwhile.
    */
   private replacementFailed(h: WorkerHandle, why: string): void {
-    if (!this.handles.some((x) => x !== h && x.slot === h.slot && x.retiring)) return;
-    for (const x of this.handles) if (x.slot === h.slot && x.retiring && x.retiring !== 'reload') x.retiring = undefined;
-    this.reloads.abort(this.handles, why);
+    if (!this.handles.some((x) => x !== h && x.slot === h.slot && x.state === 'retiring')) return;
+    this.reloads.abort(why);
+    for (const x of this.handles) {
+      if (x.state === 'retiring' && (x.slot === h.slot || x.life.reason === 'reload')) this.record(x, { kind: 'keep' });
+    }
+  }
+
+  // ---- the lifecycle: record an event, carry out its actions ----------------------------
+
+  /** Moves the worker's lifecycle now; its actions wait for `act()`. True if its state changed. */
+  private record(h: WorkerHandle, e: LifeEvent): boolean {
+    const before = h.life.state;
+    const { life, actions } = step(h.life, e, this.opts);
+    h.life = life;
+    for (const a of actions) this.todo.push({ h, a });
+    return life.state !== before;
+  }
+
+  /** For handlers and timers: record, and let the next tick act. */
+  private feed(h: WorkerHandle, e: LifeEvent): boolean {
+    const changed = this.record(h, e);
+    this.schedule();
+    return changed;
+  }
+
+  private act(now: number): void {
+    // An action may record more events (a listening worker's predecessor drains): they queue behind.
+    for (let next = this.todo.shift(); next; next = this.todo.shift()) this.perform(next.h, next.a, now);
+  }
+
+  private perform(h: WorkerHandle, a: LifeAction, now: number): void {
+    const who = { worker: h.slot, wid: h.id, workerPid: h.pid };
+    switch (a.kind) {
+      case 'log':
+        return this.log[a.level]({ ...who, ...a.fields }, a.msg);
+      case 'log-stall':
+        return logStall(this.log, this.runtimeDir, h, now);
+      case 'reject-protocol':
+        return void h.worker.send({ type: 'drover:protocol-reject', expected: PROTOCOL_VERSION });
+      case 'respawn':
+        return this.cover(h.slot, now);
+      case 'kill':
+        return void h.worker.process.kill(a.signal);
+      case 'drain':
+        this.drains[a.reason]++;
+        this.log.info({ ...who, reason: a.reason }, 'worker draining');
+        return void h.worker.send({ type: 'drover:drain', timeoutMs: this.opts.drainTimeoutMs, idleGraceMs: this.opts.drainIdleGraceMs });
+      case 'deadline':
+        clearTimeout(h.deadline);
+        h.deadline = setTimeout(() => this.feed(h, { kind: 'deadline' }), a.ms);
+        return;
+      case 'serving':
+        return this.serving(h);
+      case 'exited':
+        clearTimeout(h.deadline);
+        this.handles.splice(this.handles.indexOf(h), 1);
+        this.dispatcher.onWorkerGone(h);
+        this.emit('worker-gone', h);
+        this.exits[a.reason]++;
+        return this.log[a.level]({ ...who, code: a.code, signal: a.signal, reason: a.reason }, 'worker exited');
+    }
+    // What an exit or a failed boot means for the fleet; nothing while drover stops anyway.
+    if (this.phase === 'shutting-down' || this.phase === 'stopped') return;
+    switch (a.kind) {
+      case 'replacement-failed':
+        return this.replacementFailed(h, a.why);
+      case 'app-failed':
+        if (this.handles.some((x) => x.serving)) return;
+        this.log.fatal({ app: this.opts.app, error: h.life.appError }, 'the app cannot be loaded; stopping instead of respawning');
+        return this.shutdown(ExitCode.APP_LOAD_ERROR, 'app load error');
+      case 'boot-failed':
+        if (++this.bootFailures < this.opts.maxBootFailures) return;
+        this.log.fatal({ bootFailures: this.bootFailures }, 'workers keep dying before they listen; stopping (crash loop)');
+        return this.shutdown(ExitCode.CRASH_LOOP, 'crash loop');
+      case 'backoff': {
+        const slot = this.slots[h.slot]!;
+        const delay = slot.failed(now, h.listeningAt === undefined ? 0 : now - h.listeningAt, this.opts);
+        if (delay > 0) this.log.warn({ worker: h.slot, crashes: slot.crashes, delayMs: delay }, 'respawn delayed (backoff)');
+      }
+    }
+  }
+
+  /** A worker listens: its slot's retiring predecessor drains, and drover may now be ready. */
+  private serving(h: WorkerHandle): void {
+    this.bootFailures = 0;
+    const bootMs = Math.round((h.listeningAt ?? h.forkedAt) - h.forkedAt);
+    this.log.info({ worker: h.slot, wid: h.id, workerPid: h.pid, gen: h.generation, bootMs }, 'worker listening');
+    for (const old of this.handles) {
+      if (old === h || old.slot !== h.slot || old.state !== 'retiring') continue;
+      if (old.life.reason === 'reload') this.reloads.replaced++;
+      this.record(old, { kind: 'replaced' });
+    }
+    const up = (slot: number) => this.handles.some((x) => x.slot === slot && (x.state === 'listening' || x.state === 'retiring'));
+    if (this.phase === 'starting' && this.slots.every((_, slot) => up(slot))) {
+      this.phase = 'running';
+      this.log.info({ workers: this.slots.length }, 'drover ready');
+      this.emit('ready');
+    }
+    this.dispatcher.flushQueue();
   }
 
   // ---- actions ------------------------------------------------------------------------
@@ -193,26 +282,9 @@ export class Supervisor extends EventEmitter {
     worker.on('message', (msg: unknown) => {
       if (isWorkerMessage(msg)) this.onMessage(h, msg);
     });
-    worker.on('exit', (code: number | null, signal: string | null) => this.onExit(h, code, signal));
+    worker.on('exit', (code: number | null, signal: string | null) => void this.feed(h, { kind: 'exit', code, signal }));
     worker.on('error', (err: Error) => this.log.debug({ worker: slot, err: err.message }, 'ipc error'));
     this.log.info({ worker: slot, wid: h.id, workerPid: h.pid, gen: h.generation }, 'worker spawned');
-  }
-
-  private drain(h: WorkerHandle, reason: ExitReason, now: number): void {
-    this.drains[reason] = (this.drains[reason] ?? 0) + 1;
-    this.log.info({ worker: h.slot, wid: h.id, workerPid: h.pid, reason }, 'worker draining');
-    h.drain(reason, now, this.opts, () => this.log.error({ worker: h.slot, workerPid: h.pid }, 'worker overran its drain deadline; SIGKILL'));
-  }
-
-  private kill(h: WorkerHandle, reason: ExitReason): void {
-    h.terminate(reason, this.opts.killGraceMs);
-  }
-
-  /** Marks a stalled worker (no traffic, slot uncovered) and logs where its loop is stuck. */
-  private onStall(h: WorkerHandle, now: number): void {
-    h.phase = 'stalling';
-    h.stopReason = 'stalled';
-    logStall(this.log, this.runtimeDir, h, now);
   }
 
   // ---- events (record, then schedule a tick) ---------------------------------------------
@@ -221,104 +293,32 @@ export class Supervisor extends EventEmitter {
     const now = performance.now();
     switch (msg.type) {
       case 'drover:heartbeat':
-        h.onBeat(msg, now);
-        return;
+        return h.onBeat(msg, now);
       case 'drover:adopted':
-        this.dispatcher.onAdopted(h, msg.id);
-        return;
+        return this.dispatcher.onAdopted(h, msg.id);
       case 'drover:hello':
         h.lastBeatAt = now;
-        if (msg.protocol !== PROTOCOL_VERSION) {
-          this.log.error({ worker: h.slot, workerPid: h.pid, workerProtocol: msg.protocol, primaryProtocol: PROTOCOL_VERSION }, 'worker speaks another protocol version (forked from newer files?); refusing it');
-          h.worker.send({ type: 'drover:protocol-reject', expected: PROTOCOL_VERSION });
-          h.appError = 'protocol version mismatch';
-          this.replacementFailed(h, h.appError);
-          this.kill(h, 'app-error');
+        return void this.feed(h, { kind: 'hello', protocol: msg.protocol, expected: PROTOCOL_VERSION });
+      case 'drover:listening':
+        if (this.feed(h, { kind: 'listening' })) {
+          h.listeningAt = now;
+          h.lastBeatAt = now;
+          h.privatePort = msg.privatePort;
         }
         return;
-      case 'drover:listening':
-        if (h.phase !== 'booting') return;
-        h.phase = 'listening';
-        h.listeningAt = now;
-        h.lastBeatAt = now;
-        h.privatePort = msg.privatePort;
-        this.bootFailures = 0;
-        this.onListening(h, now);
-        return;
       case 'drover:app-error':
-        h.appError = msg.message;
-        return;
+        return void this.feed(h, { kind: 'app-error', message: msg.message });
       case 'drover:signal':
-        // Acted on in tick() after SIGNAL_SETTLE_MS: pm2's tree-kill signals workers a moment
-        // before the primary, and replacing workers that are about to be drained is wasted work.
-        h.signalledAt ??= now;
-        return;
+        return void this.feed(h, { kind: 'signal', at: now });
+      case 'drover:drained':
+        return void this.feed(h, { kind: 'drained' });
       case 'drover:metrics':
-        this.emit('worker-metrics', h, msg.id, msg.metrics);
-        return;
+        return void this.emit('worker-metrics', h, msg.id, msg.metrics);
       case 'drover:blocks':
         // Evidence for /status only: a blocking route is the app's to fix, not a reason to act.
         h.blocks = msg.routes;
         return;
-      case 'drover:drained':
-        return;
     }
-  }
-
-  private onListening(h: WorkerHandle, now: number): void {
-    this.log.info({ worker: h.slot, wid: h.id, workerPid: h.pid, gen: h.generation, bootMs: Math.round(now - h.forkedAt) }, 'worker listening');
-    // Its slot's retiring or stalled predecessor can go now that the replacement serves.
-    for (const old of this.handles) {
-      if (old === h || old.slot !== h.slot) continue;
-      if (old.phase === 'listening' && old.retiring) {
-        if (old.retiring === 'reload') this.reloads.replaced++;
-        this.drain(old, old.retiring, now);
-      }
-    }
-    if (this.phase === 'starting' && this.slots.every((_, slot) => this.handles.some((x) => x.slot === slot && x.phase === 'listening'))) {
-      this.phase = 'running';
-      this.log.info({ workers: this.slots.length }, 'drover ready');
-      this.emit('ready');
-    }
-    this.dispatcher.flushQueue();
-    this.schedule();
-  }
-
-  private onExit(h: WorkerHandle, code: number | null, signal: string | null): void {
-    const now = performance.now();
-    const wasBooting = h.phase === 'booting' || h.listeningAt === undefined;
-    clearTimeout(h.killTimer);
-    h.phase = 'stopped';
-    this.handles.splice(this.handles.indexOf(h), 1);
-    this.dispatcher.onWorkerGone(h);
-    this.emit('worker-gone', h);
-    const reason: ExitReason = h.appError ? 'app-error' : (h.stopReason ?? 'crash');
-    this.exits[reason]++;
-    const level = h.stopReason && h.stopReason !== 'stalled' && h.stopReason !== 'boot-timeout' ? 'info' : 'error';
-    this.log[level]({ worker: h.slot, wid: h.id, workerPid: h.pid, code, signal, reason }, 'worker exited');
-
-    if (this.phase === 'shutting-down') return this.schedule();
-    if (wasBooting) this.replacementFailed(h, h.appError ?? `new worker exited during boot (code ${code}, signal ${signal})`);
-    if (reason === 'app-error' && !this.handles.some((x) => x.serving)) {
-      this.log.fatal({ app: this.opts.app, error: h.appError }, 'the app cannot be loaded; stopping instead of respawning');
-      return this.shutdown(ExitCode.APP_LOAD_ERROR, 'app load error');
-    }
-    const slot = this.slots[h.slot]!;
-    if (wasBooting && reason !== 'shutdown') {
-      this.bootFailures++;
-      if (this.bootFailures >= this.opts.maxBootFailures) {
-        this.log.fatal({ bootFailures: this.bootFailures }, 'workers keep dying before they listen; stopping (crash loop)');
-        return this.shutdown(ExitCode.CRASH_LOOP, 'crash loop');
-      }
-    }
-    if (reason === 'crash' || reason === 'app-error' || reason === 'boot-timeout') {
-      const upMs = h.listeningAt === undefined ? 0 : now - h.listeningAt;
-      slot.crashes = upMs >= this.opts.restartResetMs ? 1 : slot.crashes + 1;
-      const delay = respawnDelay(slot.crashes, this.opts.restartDelayMs, this.opts.restartDelayMaxMs);
-      slot.nextSpawnAt = now + delay;
-      if (delay > 0) this.log.warn({ worker: h.slot, crashes: slot.crashes, delayMs: delay }, 'respawn delayed (backoff)');
-    }
-    this.schedule();
   }
 
   private finish(): void {

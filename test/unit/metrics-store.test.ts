@@ -81,9 +81,9 @@ describe('metrics store', () => {
 });
 
 describe('per-worker series: one worker per slot', () => {
-  const h = (slot: number, phase: string, retiring?: string) => ({ slot, phase, retiring }) as unknown as WorkerHandle;
+  const h = (slot: number, state: string) => ({ slot, state }) as unknown as WorkerHandle;
   it('prefers the serving worker; never a draining one', () => {
-    const old = h(0, 'listening', 'reload');
+    const old = h(0, 'retiring');
     const fresh = h(0, 'listening');
     const draining = h(1, 'draining');
     const booting = h(1, 'booting');

@@ -27,7 +27,7 @@ function status(workers: WorkerStatus[]): Status {
   return {
     drover: {
       version: '0.1.0', pid: 100, phase: 'running', ready: true, generation: 1, uptimeS: 13, workersTarget: workers.length, workersSource: 'flag',
-      workersDetail: '--workers', dispatch: 'least-busy', app: APP, port: 3000, reload: null, exits: {}, reloads: { completed: 0, aborted: 0 },
+      workersDetail: '--workers', dispatch: 'least-busy', app: APP, port: 3000, reload: null, exits: {} as Status['drover']['exits'], reloads: { completed: 0, aborted: 0 },
       dispatcher: { queuedNow: 0 } as Status['drover']['dispatcher'], heartbeat: { pace: 'fast', intervalMs: 20, paceChanges: 0 },
     },
     workers,
