@@ -4,9 +4,11 @@
  * so a row reads as one decision.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import {
-  BORN, DRAIN_REASONS, EXIT_REASONS, RETIRE_REASONS, SIGNAL_SETTLE_MS, overdue, step,
+  BORN, DRAIN_REASONS, EXIT_REASONS, RETIRE_REASONS, SIGNAL_SETTLE_MS, WORKER_STATES, overdue, step,
   type Life, type LifeAction, type LifeEvent, type WorkerState,
 } from '../../src/primary/worker-lifecycle';
 
@@ -157,5 +159,24 @@ describe('one list of reasons', () => {
     for (const r of DRAIN_REASONS) assert.ok((EXIT_REASONS as readonly string[]).includes(r), r);
     assert.equal(new Set(EXIT_REASONS).size, EXIT_REASONS.length);
     assert.deepEqual([...EXIT_REASONS].sort(), ['app-error', 'boot-timeout', 'crash', 'max-requests', 'memory', 'recycle', 'reload', 'shutdown', 'stalled']);
+  });
+});
+
+describe('the docs name the same states and reasons', () => {
+  const ROOT = path.resolve(__dirname, '..', '..', '..');
+  const read = (f: string) => fs.readFileSync(path.join(ROOT, f), 'utf8');
+  const names = (text: string) => new Set(text.split(/[^a-z-]+/));
+
+  it("README's `worker exited` reasons are every exit reason", () => {
+    const m = /`worker exited` \(with\s+`reason`: ([^)]+)\)/.exec(read('README.md'));
+    assert.ok(m, 'README lists the reasons of `worker exited`');
+    assert.deepEqual([...names(m[1]!)].filter(Boolean).sort(), [...EXIT_REASONS].sort());
+  });
+
+  it('docs/metrics.md names every state of drover_workers', () => {
+    const row = read('docs/metrics.md').split('\n').find((l) => l.startsWith('| `drover_workers` |'));
+    assert.ok(row);
+    const said = names(row);
+    for (const s of WORKER_STATES.filter((x) => x !== 'stopped')) assert.ok(said.has(s), s);
   });
 });
