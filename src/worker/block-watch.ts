@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { BlockingRoute, MetricJson } from '../protocol';
@@ -67,6 +68,8 @@ interface RouteStats extends BlockingRoute {
 }
 
 const NOT_SAMPLED: Pending = { req: undefined, sampled: false, needScan: false, wantStack: false };
+/** An unsampled block while no request was in flight: no request's code can have run. */
+const NO_REQUEST_RAN: Pending = { req: undefined, sampled: true, needScan: false, wantStack: false };
 
 /** The symbol under which the watch is reachable from the inspector's Runtime.evaluate. */
 export const GLOBAL_KEY = Symbol.for('drover.blockWatch');
@@ -91,6 +94,11 @@ type Tagged = { [kReq]?: http.IncomingMessage };
 export class BlockWatch {
   readonly shared = new Float64Array(new SharedArrayBuffer(Slot.Length * 8));
   readonly armed = new Int32Array(new SharedArrayBuffer(4));
+  /** Time this thread waited for a CPU (ms, from the scheduler) at the last sign; see runWaitMs. */
+  private waitAtSign = 0;
+  private readonly sched = openSchedstat();
+  /** Whether the turn tick was armed at the last sign. */
+  private armedAtSign = false;
   /** Turn ticks in a row that found no request in flight. */
   private idleTurns = 0;
   private current: http.IncomingMessage | undefined;
@@ -218,6 +226,7 @@ export class BlockWatch {
     clearTimeout(this.turnTimer);
     clearTimeout(this.reportTimer);
     Atomics.store(this.armed, 0, 0);
+    if (this.sched) fs.closeSync(this.sched.fd);
     this.restoreEmit?.();
     delete (globalThis as Record<symbol, unknown>)[GLOBAL_KEY];
   }
@@ -267,8 +276,16 @@ export class BlockWatch {
     this.elu = elu;
     const pending = this.pending;
     if (pending.sampled) this.pending = NOT_SAMPLED;
-    const ms = Math.min(now - prevAt, activeMs);
-    if (ms >= this.thresholdMs) this.record(prevAt, ms, pending);
+    // Armed at the previous sign or now: a request may have been in flight during the gap (a
+    // request that arrived during it would have armed the tick before any of its code ran).
+    const requests = this.armedAtSign || this.armed[0] === 1;
+    this.armedAtSign = this.armed[0] === 1;
+    // Time the thread was runnable but not running (more busy threads than cores) is not the
+    // code's: without this, a starved worker's stream requests read as blocks (ADR 0018).
+    const waitMs = this.runWaitMs();
+    const ms = Math.min(now - prevAt, activeMs) - (waitMs - this.waitAtSign);
+    this.waitAtSign = waitMs;
+    if (ms >= this.thresholdMs) this.record(prevAt, ms, pending.sampled || requests ? pending : NO_REQUEST_RAN);
   }
 
   private record(id: number, ms: number, p: Pending): void {
@@ -300,6 +317,21 @@ export class BlockWatch {
       this.log({ route, blockedMs: s.lastMs, count: s.count }, 'event loop blocked');
     }
     this.scheduleReport();
+  }
+
+  /**
+   * How long this thread has waited on a run queue in all (ms): the second field of Linux's
+   * /proc/thread-self/schedstat, re-read through one open descriptor (a few µs; the sign of life
+   * that calls it runs ~10-50 times a second). 0 where there is no such file.
+   */
+  private runWaitMs(): number {
+    if (!this.sched) return 0;
+    try {
+      const n = fs.readSync(this.sched.fd, this.sched.buf, 0, this.sched.buf.length, 0);
+      return Number(this.sched.buf.toString('latin1', 0, n).split(' ')[1]) / 1e6 || 0;
+    } catch {
+      return 0;
+    }
   }
 
   /** The route of a request if Express already matched it (else undefined: known at its end). */
@@ -343,5 +375,14 @@ export class BlockWatch {
       };
     });
     this.restoreEmit = () => protos.forEach((p, i) => (p.emit = originals[i]!));
+  }
+}
+
+/** The main thread's scheduler statistics (the constructor runs on it), if this is Linux. */
+function openSchedstat(): { fd: number; buf: Buffer } | undefined {
+  try {
+    return { fd: fs.openSync('/proc/thread-self/schedstat', 'r'), buf: Buffer.alloc(96) };
+  } catch {
+    return undefined;
   }
 }
