@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BIN, ROOT, alive, run, startDrover, type Drover } from '../helpers/drover';
+import { BIN, ROOT, alive, run, startDrover, type Drover, type LogLine } from '../helpers/drover';
 import { getJson } from '../helpers/load';
 import type { Status } from '../../src/primary/control-server';
 import type { BlockingRoute } from '../../src/protocol';
@@ -145,6 +145,34 @@ describe('supervisor lifecycle', () => {
     assert.ok(readyz.maxMs < 1000);
     assert.equal(ping.errors, 0, 'the other worker kept serving');
     assert.equal(ping.statuses['200'], ping.count);
+    await d.stop();
+  });
+
+  /** Milliseconds between two log lines, by their own timestamps. */
+  const between = (a: LogLine, b: LogLine) => Date.parse(String(b.time)) - Date.parse(String(a.time));
+  const SIGKILLED = 'worker still running after --kill-grace; SIGKILL';
+
+  it('a stalled worker is SIGKILLed once --kill-grace is over', async () => {
+    const graceMs = 2000;
+    const d = await startDrover({ args: ['--workers', '1', '--worker-timeout', '1s', '--kill-grace', `${graceMs}ms`] });
+    started.push(d);
+    const mark = d.lines.length;
+    // Holds the worker's loop for a minute: SIGTERM cannot reach its handler.
+    const blocked = fetch(d.url('/block?ms=60000')).catch(() => undefined);
+    const stall = await d.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('worker stalled'), 10_000, mark);
+    // Within the grace it is what the state says: stalling, and counted as such.
+    const during = await d.status();
+    assert.equal(during.workers.find((w) => w.pid === stall.workerPid)?.phase, 'stalling');
+    const metrics = await (await fetch(d.controlUrl('/metrics'))).text();
+    assert.match(metrics, /^drover_workers\{state="stalling"\} 1$/m);
+    const killed = await d.waitFor((l) => l.msg === SIGKILLED && l.workerPid === stall.workerPid, graceMs + 5000, mark);
+    const exited = await d.waitFor((l) => l.msg === 'worker exited' && l.workerPid === stall.workerPid, 5000, mark);
+    assert.equal(exited.reason, 'stalled');
+    assert.equal(exited.signal, 'SIGKILL');
+    // Log times are whole milliseconds, and the timer may fire a tick late, never early.
+    assert.ok(between(stall, killed) >= graceMs - 5, `SIGKILL ${between(stall, killed)} ms after the stall, grace ${graceMs} ms`);
+    await d.waitFor((l) => l.msg === 'worker listening' && l.worker === stall.worker && l.workerPid !== stall.workerPid, 5000, mark);
+    await blocked;
     await d.stop();
   });
 
