@@ -1,5 +1,5 @@
 import type * as http from 'node:http';
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import underPressure from '@fastify/under-pressure';
 import type { WorkerConfig } from '../protocol';
 
@@ -10,6 +10,8 @@ export type ShedReason = (typeof SHED_REASONS)[number];
 /** How often the sensor samples; its delay figure is the mean over one sample. */
 const SAMPLE_INTERVAL_MS = 250;
 const RETRY_AFTER_S = 1;
+/** How often the running sensor checks whether requests still come. */
+const IDLE_CHECK_MS = 1000;
 
 export interface PressureGate {
   /** Sheds the request if the worker is under pressure: answers 503 and returns true. */
@@ -28,6 +30,11 @@ function loopDelay(reported: number): number {
   return Number.isFinite(reported) ? reported : SAMPLE_INTERVAL_MS;
 }
 
+/** Without a request for this long the sensor stops; the next request starts it again. */
+export const SENSOR_IDLE_MS = 10_000;
+
+type SensorUsage = { eventLoopDelay: number; eventLoopUtilized: number; heapUsed: number; rssBytes: number };
+
 /**
  * Load shedding with @fastify/under-pressure as the sensor. It is a Fastify plugin: registered on
  * a Fastify instance that never listens, it samples event-loop delay, utilization and memory and
@@ -36,23 +43,22 @@ function loopDelay(reported: number): number {
  * retries on a new connection, which the primary hands to a less busy worker. The sensor
  * averages each sample, so one isolated stall can slip by: the primary's heartbeat watchdog is
  * the second line.
+ *
+ * The sensor runs only while requests come (issue 19): its delay histogram is a
+ * monitorEventLoopDelay with a fixed 10 ms resolution, which wakes the worker 100 times a second
+ * (~10 ms of CPU per second on this project's VM, ADR 0009) with nothing to protect. After
+ * SENSOR_IDLE_MS without a request it is closed; the next request starts a new one and is not
+ * shed (there is no reading yet), nor are those of the first sample interval (250 ms): the same
+ * blind spot the sampling already has at any time. ADR 0020 measures both sides.
  */
 export async function createPressureGate(shed: WorkerConfig['shed'], onShed: (reason: ShedReason) => void): Promise<PressureGate | undefined> {
   const enabled = shed.loopDelayMs > 0 || shed.utilization < 1 || shed.heapBytes > 0 || shed.rssBytes > 0;
   if (!enabled) return undefined;
-  const sensor = Fastify({ logger: false });
-  await sensor.register(underPressure, {
-    maxEventLoopDelay: shed.loopDelayMs,
-    maxEventLoopUtilization: shed.utilization < 1 ? shed.utilization : 0,
-    maxHeapUsedBytes: shed.heapBytes,
-    maxRssBytes: shed.rssBytes,
-    sampleInterval: SAMPLE_INTERVAL_MS,
-    eventLoopUtilizationMode: 'interval',
-  } as never);
-  await sensor.ready();
-  const usage = () => (sensor as unknown as { memoryUsage(): { eventLoopDelay: number; eventLoopUtilized: number; heapUsed: number; rssBytes: number } }).memoryUsage();
+  const sensor = new IdleStoppingSensor(shed);
+  await sensor.start();
   const reasonNow = (): ShedReason | undefined => {
-    const m = usage();
+    const m = sensor.usage();
+    if (!m) return undefined;
     if (shed.loopDelayMs > 0 && loopDelay(m.eventLoopDelay) > shed.loopDelayMs) return 'event_loop_delay';
     if (shed.utilization < 1 && m.eventLoopUtilized > shed.utilization) return 'event_loop_utilization';
     if (shed.heapBytes > 0 && m.heapUsed > shed.heapBytes) return 'heap';
@@ -76,6 +82,75 @@ export async function createPressureGate(shed: WorkerConfig['shed'], onShed: (re
       res.end(body);
       return true;
     },
-    close: () => sensor.close(),
+    close: () => sensor.stop(),
   };
+}
+
+/**
+ * under-pressure on a Fastify instance that exists while requests come. States: running (a
+ * Fastify instance, a 1 s idle check) → stopped after SENSOR_IDLE_MS without a `usage()` call →
+ * starting on the next call (usage undefined until ready) → running.
+ */
+export class IdleStoppingSensor {
+  private fastify: FastifyInstance | undefined;
+  private starting: Promise<void> | undefined;
+  /** usage() calls since the idle check last looked. */
+  private uses = 0;
+  private idleChecks = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly shed: WorkerConfig['shed'],
+    private readonly idleMs = SENSOR_IDLE_MS,
+    private readonly checkMs = IDLE_CHECK_MS,
+  ) {}
+
+  get running(): boolean {
+    return this.fastify !== undefined;
+  }
+
+  /** The sensor's last sample, or undefined while it is stopped or starting (which this call starts). */
+  usage(): SensorUsage | undefined {
+    this.uses++;
+    if (this.fastify) return (this.fastify as unknown as { memoryUsage(): SensorUsage }).memoryUsage();
+    void this.start();
+    return undefined;
+  }
+
+  start(): Promise<void> {
+    this.starting ??= this.open().finally(() => (this.starting = undefined));
+    return this.starting;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.idleTimer);
+    this.idleTimer = undefined;
+    const f = this.fastify;
+    this.fastify = undefined;
+    await f?.close();
+  }
+
+  private async open(): Promise<void> {
+    const f = Fastify({ logger: false });
+    await f.register(underPressure, {
+      maxEventLoopDelay: this.shed.loopDelayMs,
+      maxEventLoopUtilization: this.shed.utilization < 1 ? this.shed.utilization : 0,
+      maxHeapUsedBytes: this.shed.heapBytes,
+      maxRssBytes: this.shed.rssBytes,
+      sampleInterval: SAMPLE_INTERVAL_MS,
+      eventLoopUtilizationMode: 'interval',
+    } as never);
+    await f.ready();
+    this.fastify = f;
+    this.uses = 0;
+    this.idleChecks = 0;
+    this.idleTimer = setInterval(() => this.checkIdle(), this.checkMs);
+    this.idleTimer.unref();
+  }
+
+  private checkIdle(): void {
+    this.idleChecks = this.uses === 0 ? this.idleChecks + 1 : 0;
+    this.uses = 0;
+    if (this.idleChecks * this.checkMs >= this.idleMs) void this.stop();
+  }
 }
