@@ -179,20 +179,17 @@ export class Supervisor extends EventEmitter {
 
   // ---- the lifecycle: record an event, carry out its actions ----------------------------
 
-  /** Moves the worker's lifecycle now; its actions wait for `act()`. True if its state changed. */
-  private record(h: WorkerHandle, e: LifeEvent): boolean {
-    const before = h.life.state;
+  /** Moves the worker's lifecycle now; its actions wait for `act()`. */
+  private record(h: WorkerHandle, e: LifeEvent): void {
     const { life, actions } = step(h.life, e, this.opts);
     h.life = life;
     for (const a of actions) this.todo.push({ h, a });
-    return life.state !== before;
   }
 
   /** For handlers and timers: record, and let the next tick act. */
-  private feed(h: WorkerHandle, e: LifeEvent): boolean {
-    const changed = this.record(h, e);
+  private feed(h: WorkerHandle, e: LifeEvent): void {
+    this.record(h, e);
     this.schedule();
-    return changed;
   }
 
   private act(now: number): void {
@@ -271,18 +268,14 @@ export class Supervisor extends EventEmitter {
     this.dispatcher.flushQueue();
   }
 
-  // ---- actions ------------------------------------------------------------------------
-
   private fork(slot: number, now: number): void {
     const config = workerConfig(this.opts, slot, this.generation, this.runtimeDir, this.dispatcher.pace.intervalMs);
     const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(config) });
     const h = new WorkerHandle(worker, slot, this.generation, now);
     if (this.opts.maxRequests > 0) h.requestLimit = this.opts.maxRequests + Math.floor(Math.random() * (this.opts.maxRequestsJitter + 1));
     this.handles.push(h);
-    worker.on('message', (msg: unknown) => {
-      if (isWorkerMessage(msg)) this.onMessage(h, msg);
-    });
-    worker.on('exit', (code: number | null, signal: string | null) => void this.feed(h, { kind: 'exit', code, signal }));
+    worker.on('message', (msg: unknown) => isWorkerMessage(msg) && this.onMessage(h, msg));
+    worker.on('exit', (code: number | null, signal: string | null) => this.feed(h, { kind: 'exit', code, signal }));
     worker.on('error', (err: Error) => this.log.debug({ worker: slot, err: err.message }, 'ipc error'));
     this.log.info({ worker: slot, wid: h.id, workerPid: h.pid, gen: h.generation }, 'worker spawned');
   }
@@ -290,35 +283,11 @@ export class Supervisor extends EventEmitter {
   // ---- events (record, then schedule a tick) ---------------------------------------------
 
   private onMessage(h: WorkerHandle, msg: WorkerToPrimary): void {
-    const now = performance.now();
-    switch (msg.type) {
-      case 'drover:heartbeat':
-        return h.onBeat(msg, now);
-      case 'drover:adopted':
-        return this.dispatcher.onAdopted(h, msg.id);
-      case 'drover:hello':
-        h.lastBeatAt = now;
-        return void this.feed(h, { kind: 'hello', protocol: msg.protocol, expected: PROTOCOL_VERSION });
-      case 'drover:listening':
-        if (this.feed(h, { kind: 'listening' })) {
-          h.listeningAt = now;
-          h.lastBeatAt = now;
-          h.privatePort = msg.privatePort;
-        }
-        return;
-      case 'drover:app-error':
-        return void this.feed(h, { kind: 'app-error', message: msg.message });
-      case 'drover:signal':
-        return void this.feed(h, { kind: 'signal', at: now });
-      case 'drover:drained':
-        return void this.feed(h, { kind: 'drained' });
-      case 'drover:metrics':
-        return void this.emit('worker-metrics', h, msg.id, msg.metrics);
-      case 'drover:blocks':
-        // Evidence for /status only: a blocking route is the app's to fix, not a reason to act.
-        h.blocks = msg.routes;
-        return;
-    }
+    // Replies go to whoever asked; everything else is the handle's to record and the machine's to judge.
+    if (msg.type === 'drover:adopted') return this.dispatcher.onAdopted(h, msg.id);
+    if (msg.type === 'drover:metrics') return void this.emit('worker-metrics', h, msg.id, msg.metrics);
+    const e = h.note(msg, performance.now());
+    if (e) this.feed(h, e);
   }
 
   private finish(): void {

@@ -1,6 +1,6 @@
 import type { Worker } from 'node:cluster';
-import type { BlockingRoute, HeartbeatMsg } from '../protocol';
-import { BORN, type Life, type WorkerState } from './worker-lifecycle';
+import { PROTOCOL_VERSION, type BlockingRoute, type HeartbeatMsg, type WorkerToPrimary } from '../protocol';
+import { BORN, type Life, type LifeEvent, type WorkerState } from './worker-lifecycle';
 
 /** The primary's view of one worker process (cf. Puma's worker_handle.rb). */
 export class WorkerHandle {
@@ -79,5 +79,37 @@ export class WorkerHandle {
     this.beat = msg;
     this.lastBeatAt = now;
     this.dispatchedSinceBeat = 0;
+  }
+
+  /**
+   * Records what the worker reported, and returns the lifecycle event it brings, if any; the
+   * supervisor feeds that to the machine. Replies (acks, snapshots) are not for the handle.
+   */
+  note(msg: Exclude<WorkerToPrimary, { type: 'drover:adopted' | 'drover:metrics' }>, now: number): LifeEvent | undefined {
+    switch (msg.type) {
+      case 'drover:heartbeat':
+        return void this.onBeat(msg, now);
+      case 'drover:hello':
+        this.lastBeatAt = now;
+        return { kind: 'hello', protocol: msg.protocol, expected: PROTOCOL_VERSION };
+      case 'drover:listening':
+        // A worker already killed at its boot timeout may still say it listens: not a start.
+        if (this.life.state === 'booting') {
+          this.listeningAt = now;
+          this.lastBeatAt = now;
+          this.privatePort = msg.privatePort;
+        }
+        return { kind: 'listening' };
+      case 'drover:app-error':
+        return { kind: 'app-error', message: msg.message };
+      case 'drover:signal':
+        return { kind: 'signal', at: now };
+      case 'drover:drained':
+        return { kind: 'drained' };
+      case 'drover:blocks':
+        // Evidence for /status only: a blocking route is the app's to fix, not a reason to act.
+        this.blocks = msg.routes;
+        return undefined;
+    }
   }
 }
