@@ -18,8 +18,9 @@ import { startLoopWatch, type LoopWatch } from './watchdog';
 /**
  * Runs a drover worker in this process: watches its loop, loads the user's app (`app`: the path
  * of its module, or an app already loaded), serves it, beats, pushes metrics, and drains on the
- * primary's order. The worker never decides to stop on its own: signals are reported to the
- * primary, which owns the lifecycle (pm2's tree-kill signals workers a moment before the primary).
+ * primary's order. A listening worker never decides to stop on its own: signals are reported to
+ * the primary, which owns the lifecycle (pm2's tree-kill signals workers a moment before the
+ * primary). One not listening yet exits on SIGTERM (onSignal says why).
  *
  * One module for both hosts (channel.ts): drover's worker entry (main.ts) and the peers bench's
  * control row, which thereby measures this code and not a copy of it. Resolves once the worker
@@ -116,6 +117,18 @@ class DroverWorker {
   }
 
   private onSignal(signal: 'SIGTERM' | 'SIGINT'): void {
+    if (signal === 'SIGTERM' && this.state === 'booting') {
+      // Only a listening worker has requests to drain, and the primary owns its lifecycle: a
+      // SIGTERM before then is the primary killing it (boot timeout, protocol mismatch, shutdown
+      // during boot), and no order would follow a report; the kill would wait out --kill-grace.
+      // So die of the signal, as a process without a handler does: the primary sees signal SIGTERM.
+      // SIGINT is not the primary's (a terminal's Ctrl-C, pm2's tree-kill): it is reported below,
+      // and the primary, signalled too, stops booting workers itself.
+      this.log.info({ signal }, 'signal received before listening; exiting');
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+      return;
+    }
     this.log.info({ signal }, 'signal received; waiting for the primary to order the drain');
     this.send({ type: 'drover:signal', signal });
   }

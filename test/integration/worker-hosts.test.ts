@@ -92,6 +92,22 @@ describe('the worker module under its two hosts', () => {
     assert.deepEqual(await w.exited, { code: 0, signal: null });
   });
 
+  it("drover's entry: a worker not listening yet reports SIGINT but dies of SIGTERM at once (issue 18, item 3)", async () => {
+    const w = new Forked(dir);
+    children.push(w.child);
+    await w.next('drover:hello');
+    w.child.kill('SIGINT');
+    assert.equal((await w.next('drover:signal')).signal, 'SIGINT');
+    assert.ok(w.running, 'SIGINT is not the primary kill: reported, not acted on');
+    const sentAt = performance.now();
+    w.child.kill('SIGTERM');
+    assert.deepEqual(await w.exited, { code: null, signal: 'SIGTERM' });
+    const ms = performance.now() - sentAt;
+    assert.ok(ms < 3000, `gone ${Math.round(ms)} ms after SIGTERM`);
+    assert.ok(!w.messages.some((m) => m.type === 'drover:signal' && m.signal === 'SIGTERM'), 'SIGTERM was not reported');
+    assert.ok(!w.messages.some((m) => m.type === 'drover:listening'));
+  });
+
   it('the control row: node:cluster forks workers that run startWorker on the shared port and answer /ping', async () => {
     const child = spawn(process.execPath, [CONTROL_ROW], {
       env: { ...process.env, WORKERS: '2', PORT: '0', DROVER_ARGS: JSON.stringify(['--request-metrics', 'off', '--shed-loop-delay', '0ms']) },
