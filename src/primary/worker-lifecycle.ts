@@ -32,9 +32,10 @@ export const WORKER_STATES = ['booting', 'listening', 'retiring', 'draining', 's
  * - draining: told to finish its requests and exit; SIGKILL if it overruns the drain deadline.
  * - stalling: its heartbeat is older than --worker-timeout (a stuck loop): replaced first, then
  *   SIGTERM, then SIGKILL after --kill-grace (a stuck loop cannot act on SIGTERM).
- * - stopping: killed before it served (boot timeout, protocol mismatch, shutdown while booting) or
- *   force-stopped: SIGTERM, on which a worker that is not listening exits at once; SIGKILL after
- *   --kill-grace only if it does not (its boot is stuck in synchronous code).
+ * - stopping: killed before it served (boot timeout, protocol mismatch, shutdown while booting):
+ *   SIGTERM, on which a worker that is not listening exits at once; SIGKILL after --kill-grace
+ *   only if it does not (its boot is stuck in synchronous code). A force-stopped worker (second
+ *   stop signal) is stopping too, SIGKILLed at once.
  * - stopped: exited; the supervisor forgets it.
  */
 export type WorkerState = (typeof WORKER_STATES)[number];
@@ -52,7 +53,10 @@ export type DrainReason = (typeof DRAIN_REASONS)[number];
  */
 export const EXIT_REASONS = ['crash', 'stalled', 'boot-timeout', 'app-error', ...DRAIN_REASONS] as const;
 export type ExitReason = (typeof EXIT_REASONS)[number];
-/** Exits that count against a slot's restart backoff. */
+/**
+ * Exits that count against a slot's restart backoff. Not a stall: its replacement was forked
+ * before the kill, so there is no respawn left to delay.
+ */
 const FAILURES: ReadonlySet<ExitReason> = new Set<ExitReason>(['crash', 'app-error', 'boot-timeout']);
 
 /** A worker's own SIGTERM/SIGINT is acted on only if the primary was not signalled meanwhile. */
