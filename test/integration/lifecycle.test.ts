@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BIN, ROOT, alive, run, startDrover, type Drover, type LogLine } from '../helpers/drover';
+import { BIN, FIXTURES, ROOT, alive, run, startDrover, type Drover, type LogLine } from '../helpers/drover';
 import { getJson } from '../helpers/load';
 import type { Status } from '../../src/primary/control-server';
 import type { BlockingRoute } from '../../src/protocol';
@@ -151,6 +152,27 @@ describe('supervisor lifecycle', () => {
   /** Milliseconds between two log lines, by their own timestamps. */
   const between = (a: LogLine, b: LogLine) => Date.parse(String(b.time)) - Date.parse(String(a.time));
   const SIGKILLED = 'worker still running after --kill-grace; SIGKILL';
+
+  it('a worker that never listens is sent SIGTERM at --boot-timeout and is gone at once, not after --kill-grace', async (t) => {
+    // gated-boot.js boots until its gate file exists; this one never will. Its loop stays free,
+    // so SIGTERM reaches it: a worker that is not listening exits on it.
+    const gate = path.join(os.tmpdir(), `drover-no-such-gate-${process.pid}`);
+    const d = await startDrover({ app: path.join(FIXTURES, 'gated-boot.js'), args: ['--workers', '1', '--boot-timeout', '1s', '--kill-grace', '10s'], env: { BOOT_GATE: gate }, ready: false });
+    started.push(d);
+    const killing = await d.waitForMsg('worker did not listen in time; killing it', 10_000);
+    // Killed at boot is not a stall.
+    const metrics = await (await fetch(d.controlUrl('/metrics'))).text();
+    assert.match(metrics, /^drover_workers\{state="stalling"\} 0$/m);
+    // Waits past the 10 s grace, so a worker that sits the grace out fails on the bound, not on a timeout.
+    const exited = await d.waitFor((l) => l.msg === 'worker exited' && l.workerPid === killing.workerPid, 15_000);
+    const ms = between(killing, exited);
+    t.diagnostic(`gone ${ms} ms after the SIGTERM (code ${String(exited.code)}, signal ${String(exited.signal)})`);
+    assert.equal(exited.reason, 'boot-timeout');
+    assert.notEqual(exited.signal, 'SIGKILL');
+    assert.ok(ms < 5000, `the worker left ${ms} ms after its boot timeout; --kill-grace is 10 s`);
+    assert.ok(!d.lines.some((l) => l.msg === SIGKILLED && l.workerPid === killing.workerPid), d.tail());
+    await d.stop();
+  });
 
   it('a stalled worker is SIGKILLed once --kill-grace is over', async () => {
     const graceMs = 2000;
