@@ -280,12 +280,15 @@ export class BlockWatch {
     // request that arrived during it would have armed the tick before any of its code ran).
     const requests = this.armedAtSign || this.armed[0] === 1;
     this.armedAtSign = this.armed[0] === 1;
-    // Time the thread was runnable but not running (more busy threads than cores) is not the
-    // code's: without this, a starved worker's stream requests read as blocks (ADR 0018).
+    // How long the loop was held, and how much of that the code needed: time the thread was
+    // runnable but not running (more busy threads than cores) is the machine's, not the code's.
+    // A stretch is a block when the code's part reaches the threshold (else a starved worker's
+    // stream requests read as blocks); it is reported at its whole length, what clients waited.
     const waitMs = this.runWaitMs();
-    const ms = Math.min(now - prevAt, activeMs) - (waitMs - this.waitAtSign);
+    const ms = Math.min(now - prevAt, activeMs);
+    const own = ms - (waitMs - this.waitAtSign);
     this.waitAtSign = waitMs;
-    if (ms >= this.thresholdMs) this.record(prevAt, ms, pending.sampled || requests ? pending : NO_REQUEST_RAN);
+    if (own >= this.thresholdMs) this.record(prevAt, ms, pending.sampled || requests ? pending : NO_REQUEST_RAN);
   }
 
   private record(id: number, ms: number, p: Pending): void {
