@@ -112,7 +112,8 @@ async function status(args: string[]): Promise<number> {
 
 export function formatStatus(st: Status, cwd = process.cwd()): string {
   const d = st.drover;
-  const listening = st.workers.filter((w) => w.phase === 'listening').length;
+  // A retiring worker still serves until its replacement listens (src/primary/worker-lifecycle.ts).
+  const listening = st.workers.filter((w) => w.phase === 'listening' || w.phase === 'retiring').length;
   const mb = (b: number | null) => (b === null ? '-' : `${Math.round(b / 1048576)}MB`);
   const num = (x: number | null, unit = '') => (x === null ? '-' : `${x}${unit}`);
   const head =
