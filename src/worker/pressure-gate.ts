@@ -1,6 +1,6 @@
 import type * as http from 'node:http';
-import Fastify, { type FastifyInstance } from 'fastify';
-import underPressure from '@fastify/under-pressure';
+import type { IntervalHistogram } from 'node:perf_hooks';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { WorkerConfig } from '../protocol';
 
 /** Why a request was shed: the label values of `http_requests_shed_total`. */
@@ -10,6 +10,36 @@ export type ShedReason = (typeof SHED_REASONS)[number];
 /** How often the sensor samples; its delay figure is the mean over one sample. */
 const SAMPLE_INTERVAL_MS = 250;
 const RETRY_AFTER_S = 1;
+/**
+ * @fastify/under-pressure, loaded so that drover sees the delay histogram it creates: 9.2 starts
+ * a `monitorEventLoopDelay({ resolution: 10 })` at registration and never disables it (its
+ * onClose clears only its timers), so a closed sensor would go on waking the worker 100 times a
+ * second, and each restart would add one more. The plugin takes `monitorEventLoopDelay` from
+ * `node:perf_hooks` when it is first loaded: for that one require, the export is a wrapper that
+ * reports each histogram to `onHistogram`; the export itself is put back at once, so the app's
+ * own calls are untouched.
+ */
+let onHistogram: ((h: IntervalHistogram) => void) | undefined;
+const underPressure: FastifyPluginAsync = (() => {
+  // The module object itself (an `import *` namespace would be a read-only copy).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const perf = require('node:perf_hooks') as typeof import('node:perf_hooks');
+  const original = perf.monitorEventLoopDelay;
+  perf.monitorEventLoopDelay = (options) => {
+    const h = original(options);
+    onHistogram?.(h);
+    return h;
+  };
+  try {
+    // module.exports is the fastify-plugin wrapped plugin (its decorators reach the root
+    // instance); its `.default` is the bare function, which would keep them in a child context.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('@fastify/under-pressure') as FastifyPluginAsync;
+  } finally {
+    perf.monitorEventLoopDelay = original;
+  }
+})();
+
 /** How often the running sensor checks whether requests still come. */
 const IDLE_CHECK_MS = 1000;
 
@@ -93,6 +123,8 @@ export async function createPressureGate(shed: WorkerConfig['shed'], onShed: (re
  */
 export class IdleStoppingSensor {
   private fastify: FastifyInstance | undefined;
+  /** The running sensor's delay histogram (see underPressure above): disabled when it stops. */
+  private histograms: IntervalHistogram[] = [];
   private starting: Promise<void> | undefined;
   /** usage() calls since the idle check last looked. */
   private uses = 0;
@@ -127,20 +159,27 @@ export class IdleStoppingSensor {
     this.idleTimer = undefined;
     const f = this.fastify;
     this.fastify = undefined;
+    for (const h of this.histograms) h.disable();
+    this.histograms = [];
     await f?.close();
   }
 
   private async open(): Promise<void> {
     const f = Fastify({ logger: false });
-    await f.register(underPressure, {
-      maxEventLoopDelay: this.shed.loopDelayMs,
-      maxEventLoopUtilization: this.shed.utilization < 1 ? this.shed.utilization : 0,
-      maxHeapUsedBytes: this.shed.heapBytes,
-      maxRssBytes: this.shed.rssBytes,
-      sampleInterval: SAMPLE_INTERVAL_MS,
-      eventLoopUtilizationMode: 'interval',
-    } as never);
-    await f.ready();
+    onHistogram = (h) => this.histograms.push(h);
+    try {
+      await f.register(underPressure, {
+        maxEventLoopDelay: this.shed.loopDelayMs,
+        maxEventLoopUtilization: this.shed.utilization < 1 ? this.shed.utilization : 0,
+        maxHeapUsedBytes: this.shed.heapBytes,
+        maxRssBytes: this.shed.rssBytes,
+        sampleInterval: SAMPLE_INTERVAL_MS,
+        eventLoopUtilizationMode: 'interval',
+      } as never);
+      await f.ready();
+    } finally {
+      onHistogram = undefined;
+    }
     this.fastify = f;
     this.uses = 0;
     this.idleChecks = 0;

@@ -23,6 +23,7 @@ describe('IdleStoppingSensor', () => {
     await s.start();
     assert.equal(s.running, true);
     assert.ok(s.usage(), 'a running sensor gives a reading');
+    assert.equal((s as unknown as { histograms: unknown[] }).histograms.length, 1, 'under-pressure\'s delay histogram was seen');
     // Used every 20 ms for 600 ms (twice the idle window): it stays up.
     const usedUntil = Date.now() + 600;
     while (Date.now() < usedUntil) {
@@ -31,6 +32,8 @@ describe('IdleStoppingSensor', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     await until(() => !s.running, 'the unused sensor stops');
+    const h = (s as unknown as { histograms: unknown[] }).histograms;
+    assert.equal(h.length, 0, 'its delay histogram is disabled and dropped');
     assert.equal(s.usage(), undefined, 'a stopped sensor has no reading (and starts again)');
     await until(() => s.running, 'the sensor restarts after a use');
     const m = s.usage();
