@@ -7,8 +7,11 @@ export interface Candidate {
   readonly pendingHandoffs: number;
   /** When it last became free of unacknowledged handoffs (round-robin serves the longest free first). */
   readonly freeSince: number;
-  /** How long ago its next heartbeat was due (negative: not due yet). */
-  beatLateness(now: number): number;
+  /**
+   * How long ago its next heartbeat was due (negative: not due yet), judged by the interval its
+   * last beat announced, or `trustedIntervalMs` if that is shorter.
+   */
+  beatLateness(now: number, trustedIntervalMs?: number): number;
   load(): number;
 }
 
@@ -41,6 +44,8 @@ export function choose<T extends Candidate>(
   lateGraceMs: number,
   now: number,
   cursor: number,
+  /** Beats announced at a longer interval (the sleep pace) count as if announced at this one. */
+  trustedIntervalMs = Infinity,
 ): Choice<T> | undefined {
   const n = workers.length;
   if (n === 0) return undefined;
@@ -59,7 +64,7 @@ export function choose<T extends Candidate>(
       }
       continue;
     }
-    const late = w.beatLateness(now);
+    const late = w.beatLateness(now, trustedIntervalMs);
     if (late <= lateGraceMs) {
       const load = w.load();
       if (load < bestLoad) {

@@ -20,6 +20,8 @@ export interface DispatcherOptions {
   queueTimeoutMs: number;
   /** Told how long each connection waited between accept and handoff (seconds). */
   onHandoff?: (waitSeconds: number) => void;
+  /** The first connection after a sleep woke the pace (the supervisor ticks at its awake period again). */
+  onWake?: () => void;
 }
 
 export interface DispatchStats {
@@ -117,7 +119,15 @@ export class Dispatcher {
     if (this.closed) return void conn.close();
     const now = performance.now();
     acceptedAt ??= now;
-    const choice = choose(this.workers(), this.opts.mode, this.opts.lateGraceMs, now, this.cursor++);
+    if (this.pace.asleep && this.opts.mode === 'least-busy') {
+      // The first connection after a sleep: the workers' last beats are up to a second old.
+      // Wake them (each beats at once when told the new pace) and hold the connection for the
+      // first fresh beat (the supervisor flushes the queue on it), or its next tick at the latest.
+      this.pace.onDispatch(now);
+      this.opts.onWake?.();
+      return this.hold(conn, acceptedAt, resent);
+    }
+    const choice = choose(this.workers(), this.opts.mode, this.opts.lateGraceMs, now, this.cursor++, this.pace.trustedIntervalMs);
     if (!choice) return this.hold(conn, acceptedAt, resent);
     if (choice.allStale) this.stats.allStale++;
     this.send(conn, choice.worker, acceptedAt, now, resent);
@@ -187,7 +197,7 @@ export class Dispatcher {
         q.conn.close();
         continue;
       }
-      const choice = choose(this.workers(), this.opts.mode, this.opts.lateGraceMs, now, this.cursor++);
+      const choice = choose(this.workers(), this.opts.mode, this.opts.lateGraceMs, now, this.cursor++, this.pace.trustedIntervalMs);
       if (!choice) {
         this.queue.push(q);
         continue;

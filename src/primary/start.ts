@@ -6,7 +6,7 @@ import { ExitCode } from '../errors';
 import { createLogger } from '../log';
 import type { DroverOptions } from '../options';
 import { ControlServer, VERSION } from './control-server';
-import { QUIET_MS } from './beat-pace';
+import { QUIET_MS, SLEEP_AFTER_MS, SLEEP_MS } from './beat-pace';
 import { Dispatcher } from './dispatcher';
 import { createScraper } from './scrape';
 import { Supervisor } from './supervisor';
@@ -39,10 +39,18 @@ export async function startPrimary(opts: DroverOptions): Promise<void> {
       // --dispatch-freshness is a heartbeat age at the fast pace; beats announce their interval,
       // so what carries over to any pace is the lateness it allows beyond one interval.
       lateGraceMs: opts.dispatchFreshnessMs - opts.heartbeatIntervalMs,
-      pace: { fastMs: opts.heartbeatIntervalMs, idleMs: opts.heartbeatIdleIntervalMs, quietMs: QUIET_MS },
+      pace: {
+        fastMs: opts.heartbeatIntervalMs,
+        idleMs: opts.heartbeatIdleIntervalMs,
+        // A stall is a heartbeat older than --worker-timeout: sleeping beats stay well inside it.
+        sleepMs: Math.max(opts.heartbeatIdleIntervalMs, Math.min(SLEEP_MS, Math.floor(opts.workerTimeoutMs / 4))),
+        quietMs: QUIET_MS,
+        sleepAfterMs: SLEEP_AFTER_MS,
+      },
       maxQueued: MAX_QUEUED_CONNECTIONS,
       queueTimeoutMs: QUEUE_TIMEOUT_MS,
       onHandoff: (s) => onHandoff?.(s),
+      onWake: () => supervisor?.wake(),
     },
     () => supervisor?.handles ?? [],
     log,

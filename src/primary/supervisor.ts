@@ -21,6 +21,8 @@ import {
 export type SupervisorPhase = 'starting' | 'running' | 'shutting-down' | 'stopped';
 
 const TICK_MS = 100;
+/** The tick while the pace is asleep (src/primary/beat-pace.ts). */
+const SLEEP_TICK_MS = 1000;
 
 const zeros = <K extends string>(keys: readonly K[]) => Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
 
@@ -55,6 +57,9 @@ export class Supervisor extends EventEmitter {
   private bootFailures = 0;
   private exitCode: number = ExitCode.OK;
   private timer: NodeJS.Timeout | undefined;
+  private tickMs = TICK_MS;
+  /** Requests the workers had served at the last tick (their beats' sum): traffic for the pace. */
+  private requestsAtTick = 0;
   private tickQueued = false;
   /** What the lifecycle asked for since the last tick, in order. */
   private readonly todo: { h: WorkerHandle; a: LifeAction }[] = [];
@@ -71,11 +76,28 @@ export class Supervisor extends EventEmitter {
   }
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.loopDelay.sample(performance.now(), TICK_MS);
-      this.tick();
-    }, TICK_MS);
+    this.armTick(TICK_MS);
     this.tick();
+  }
+
+  /**
+   * The periodic tick, every TICK_MS, or SLEEP_TICK_MS while the pace is asleep (no traffic: its
+   * timeouts then run up to a second late, and each wake-up costs CPU for nothing; issue 19).
+   * `wake()` brings it back at once when the first connection after a sleep arrives.
+   */
+  private armTick(ms: number): void {
+    clearTimeout(this.timer);
+    this.tickMs = ms;
+    this.timer = setTimeout(() => {
+      this.loopDelay.sample(performance.now(), ms);
+      this.tick();
+      if (this.phase !== 'stopped') this.armTick(this.dispatcher.pace.asleep ? SLEEP_TICK_MS : TICK_MS);
+    }, ms);
+  }
+
+  /** The dispatcher woke the pace (a connection after a sleep): tick at the awake period again. */
+  wake(): void {
+    if (this.tickMs !== TICK_MS) this.armTick(TICK_MS);
   }
 
   /** Readiness: some worker serves with a heartbeat younger than the stall timeout. */
@@ -147,7 +169,20 @@ export class Supervisor extends EventEmitter {
     this.act(now);
     for (let slot = 0; slot < this.slots.length; slot++) this.cover(slot, now);
     this.dispatcher.flushQueue();
-    this.dispatcher.pace.tick(now);
+    this.dispatcher.pace.tick(now, this.traffic());
+  }
+
+  /** Whether any worker served or holds a request since the last tick (keep-alive traffic keeps drover awake). */
+  private traffic(): boolean {
+    let requests = 0;
+    let inFlight = false;
+    for (const h of this.handles) {
+      requests += h.beat?.requests ?? 0;
+      if ((h.beat?.inFlight ?? 0) > 0) inFlight = true;
+    }
+    const served = requests !== this.requestsAtTick;
+    this.requestsAtTick = requests;
+    return served || inFlight;
   }
 
   private tickShutdown(now: number): void {
@@ -288,12 +323,14 @@ export class Supervisor extends EventEmitter {
     if (msg.type === 'drover:metrics') return void this.emit('worker-metrics', h, msg.id, msg.metrics);
     const e = h.note(msg, performance.now());
     if (e) this.feed(h, e);
+    // A connection held while the workers woke up goes out on the first beat at the new pace.
+    if (msg.type === 'drover:heartbeat' && this.dispatcher.queuedNow > 0) this.dispatcher.flushQueue();
   }
 
   private finish(): void {
     if (this.phase === 'stopped') return;
     this.phase = 'stopped';
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     this.emit('exit', this.exitCode);
   }
 }

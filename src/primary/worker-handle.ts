@@ -65,9 +65,9 @@ export class WorkerHandle {
     return now - this.lastBeatAt;
   }
 
-  /** How long ago its next beat was due, by the interval its last beat announced. */
-  beatLateness(now: number): number {
-    return now - this.lastBeatAt - (this.beat?.nextMs ?? 0);
+  /** How long ago its next beat was due, by the interval its last beat announced (or `trustedIntervalMs`, if shorter). */
+  beatLateness(now: number, trustedIntervalMs = Infinity): number {
+    return now - this.lastBeatAt - Math.min(this.beat?.nextMs ?? 0, trustedIntervalMs);
   }
 
   /** Busy-ness for least-busy dispatch: last reported in-flight plus what we sent since. */

@@ -143,6 +143,18 @@ export class BlockWatch {
     }
   }
 
+  /**
+   * Called once the worker listens: loading the app holds the loop for hundreds of ms by nature
+   * (require of every module), which is start-up, not a block of a serving worker. Blocks count
+   * from here, measured from now.
+   */
+  startCounting(): void {
+    this.counting = true;
+    this.shared[Slot.SignAt] = Date.now();
+    this.elu = performance.eventLoopUtilization();
+    this.waitAtSign = this.runWaitMs();
+  }
+
   /** The heartbeat's sign of life; `nextMs` until the next one. */
   beat(nextMs: number): void {
     const now = Date.now();
@@ -192,6 +204,11 @@ export class BlockWatch {
     this.log({ route: b.route, blockedMs: b.ms, count: s.count, stack }, 'event loop blocked');
     this.scheduleReport();
   }
+
+  /** Blocks recorded since start (the worker pushes a snapshot when this or its requests change). */
+  recorded = 0;
+  /** See startCounting. */
+  private counting = false;
 
   /** Counters for the metrics snapshot (prom-client's JSON form, aggregated by the primary). */
   toJson(): MetricJson[] {
@@ -288,7 +305,7 @@ export class BlockWatch {
     const ms = Math.min(now - prevAt, activeMs);
     const own = ms - (waitMs - this.waitAtSign);
     this.waitAtSign = waitMs;
-    if (own >= this.thresholdMs) this.record(prevAt, ms, pending.sampled || requests ? pending : NO_REQUEST_RAN);
+    if (own >= this.thresholdMs && this.counting) this.record(prevAt, ms, pending.sampled || requests ? pending : NO_REQUEST_RAN);
   }
 
   private record(id: number, ms: number, p: Pending): void {
@@ -307,6 +324,7 @@ export class BlockWatch {
       this.routes.set(route, s);
     }
     s.count++;
+    this.recorded++;
     s.seconds += ms / 1000;
     s.maxMs = Math.max(s.maxMs, Math.round(ms));
     s.lastMs = Math.round(ms);

@@ -13,6 +13,9 @@ import { loadApp, type AppHooks, type LoadedApp } from './load-app';
 import { WorkerMetrics } from './metrics';
 import { createPressureGate } from './pressure-gate';
 import { interceptListen } from './stray-listen';
+
+/** An idle worker still pushes a metrics snapshot every this many intervals (see push below). */
+const IDLE_PUSH_EVERY = 10;
 import { startLoopWatch, type LoopWatch } from './watchdog';
 
 /**
@@ -252,9 +255,21 @@ class DroverWorker {
 
     await listen(server, this.channel);
     conns.state = 'listening';
+    watch.blocks?.startCounting();
     this.heartbeat = new Heartbeat(this.beatIntervalMs, () => conns.counters(), (m) => this.send(m), watch.beat);
     this.heartbeat.start();
+    // A push whose counters would equal the last one's is skipped, up to IDLE_PUSH_EVERY in a row:
+    // an idle worker's snapshots woke it and the primary every second for nothing (issue 19).
+    // Scrapes still ask for a fresh snapshot, and a SIGKILLed idle worker loses at most that
+    // many intervals of its runtime counters (CPU seconds, GC), never a request.
+    let pushedAt = -1;
+    let skipped = 0;
     const push = (): void => {
+      const c = conns.counters();
+      const changes = c.requests + c.inFlight + (watch.blocks?.recorded ?? 0);
+      if (changes === pushedAt && ++skipped < IDLE_PUSH_EVERY) return void this.metricsTimer?.refresh();
+      pushedAt = changes;
+      skipped = 0;
       this.pushMetrics(0);
       this.metricsTimer?.refresh();
     };

@@ -39,8 +39,12 @@ export interface CapturedStack {
 
 const data = workerData as WatchdogData;
 const beat = new BigInt64Array(data.beat);
-/** How often the thread looks, for stalls and a dead primary. */
-const CHECK_MS = 100;
+/**
+ * How often the thread looks, for stalls and a dead primary (only a stuck loop needs it: an idle
+ * one drains itself on 'disconnect'). Every 500 ms, or often enough for a short stall capture:
+ * each wake-up of an idle worker costs CPU (issue 19; it was every 100 ms).
+ */
+const CHECK_MS = Math.max(20, Math.min(500, Math.floor(data.captureAfterMs / 2)));
 /**
  * With block detection, while requests are in flight (the main thread's turn tick runs): a quarter
  * of the threshold. A block is then seen overdue (turn tick a quarter, margin a fifth, one check a

@@ -668,6 +668,26 @@ describe('heartbeat pace', () => {
     await d.stop();
   });
 
+  it('after 10 s without a request the pace sleeps (1 s beats); the first connection after it waits for a fresh beat, not for the sleep interval', async (t) => {
+    const d = await startDrover({ args: ['--workers', '2'] });
+    started.push(d);
+    // The control server's /status requests are not traffic: only the workers' requests are.
+    const asleep = await waitStatus(d, 'the pace sleeps', (s) =>
+      s.drover.heartbeat.pace === 'asleep' && s.workers.every((w) => w.heartbeatIntervalMs === 1000) ? s : undefined, 20_000);
+    const rates = await beatRates(d, 2000);
+    const first = await hit(d.url('/ping'));
+    const after = await status(d);
+    t.diagnostic(`beats/s asleep: ${rates.map((r) => r.toFixed(1)).join(', ')}; first connection after the sleep: ${first.ms.toFixed(1)} ms`);
+    for (const r of rates) assert.ok(r <= 2, `asleep: ${r.toFixed(1)} beats/s`);
+    assert.equal(first.status, 200, first.error);
+    assert.equal(after.drover.dispatcher.queued, asleep.drover.dispatcher.queued + 1, 'held until a worker beat at the new pace');
+    assert.equal(after.drover.dispatcher.allStale, asleep.drover.dispatcher.allStale, 'placed on a fresh beat');
+    assert.equal(after.drover.heartbeat.pace, 'fast');
+    // The held connection goes out on the first fresh beat (~1 ms), not on the 1 s sleep tick.
+    assert.ok(first.ms < 500, `${first.ms.toFixed(1)} ms`);
+    await d.stop();
+  });
+
   it('round-robin dispatch reads no heartbeats: the workers stay at the idle interval', async () => {
     const d = await startDrover({ args: ['--workers', '2', '--dispatch', 'round-robin'] });
     started.push(d);

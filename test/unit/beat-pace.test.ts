@@ -9,7 +9,7 @@ import { BeatPace } from '../../src/primary/beat-pace';
 import { WorkerHandle } from '../../src/primary/worker-handle';
 import type { HeartbeatMsg } from '../../src/protocol';
 
-const opts = { fastMs: 20, idleMs: 100, quietMs: 1000 };
+const opts = { fastMs: 20, idleMs: 100, sleepMs: 1000, quietMs: 1000, sleepAfterMs: 10_000 };
 
 describe('heartbeat pace', () => {
   it('least-busy: fast while dispatching, idle after a quiet second, fast again on the next connection', () => {
@@ -44,11 +44,42 @@ describe('heartbeat pace', () => {
 
   it('equal intervals: states still change, no message is sent', () => {
     const told: number[] = [];
-    const pace = new BeatPace({ fastMs: 20, idleMs: 20, quietMs: 1000, dispatchUsesBeats: true }, (ms) => told.push(ms), 0);
+    const pace = new BeatPace({ ...opts, fastMs: 20, idleMs: 20, dispatchUsesBeats: true }, (ms) => told.push(ms), 0);
     pace.tick(2000);
     pace.onDispatch(2001);
     assert.equal(pace.changes, 2);
     assert.deepEqual(told, []);
+  });
+
+  it('asleep after 10 s without a connection or a request; keep-alive traffic keeps it idle; a connection makes it fast', () => {
+    const told: number[] = [];
+    const pace = new BeatPace({ ...opts, dispatchUsesBeats: true }, (ms) => told.push(ms), 0);
+    pace.tick(1000);
+    assert.equal(pace.state, 'idle');
+    pace.tick(9000, true); // keep-alive requests served: no new connection, but traffic
+    pace.tick(15_000);
+    assert.equal(pace.state, 'idle', 'requests 6 s ago keep it awake');
+    pace.tick(19_000);
+    assert.equal(pace.state, 'asleep');
+    assert.equal(pace.intervalMs, 1000);
+    pace.tick(20_000, true);
+    assert.equal(pace.state, 'idle', 'keep-alive traffic wakes it to idle (no connection to place)');
+    pace.tick(31_000);
+    assert.equal(pace.state, 'asleep');
+    pace.onDispatch(31_500);
+    assert.equal(pace.state, 'fast');
+    assert.deepEqual(told, [100, 1000, 100, 1000, 20]);
+    assert.equal(pace.trustedIntervalMs, 100, 'a beat announced at the sleep interval is judged as if idle');
+  });
+
+  it('round-robin sleeps and wakes to idle', () => {
+    const told: number[] = [];
+    const pace = new BeatPace({ ...opts, dispatchUsesBeats: false }, (ms) => told.push(ms), 0);
+    pace.tick(10_000);
+    assert.equal(pace.state, 'asleep');
+    pace.onDispatch(10_500);
+    assert.equal(pace.state, 'idle');
+    assert.deepEqual(told, [1000, 100]);
   });
 });
 
@@ -65,5 +96,8 @@ describe('worker lateness', () => {
     assert.equal(h.beatLateness(2060), -40, 'at the idle pace, 60 ms after a beat is not late');
     assert.equal(h.beatLateness(2140), 40);
     assert.equal(h.beatAge(2140), 140);
+    h.onBeat(beat(1000), 3000);
+    assert.equal(h.beatLateness(3400), -600, 'asleep, by its own word');
+    assert.equal(h.beatLateness(3400, 100), 300, 'judged as if announced at the idle pace: stale for dispatch');
   });
 });
