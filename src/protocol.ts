@@ -7,7 +7,7 @@
  *                      │  drover:drain {timeouts}       ─────────▶ worker
  *                      │  ◀──── drover:hello / drover:listening / drover:heartbeat
  *                      │  ◀──── drover:app-error (then exit APP_LOAD_ERROR)
- *                      │  ◀──── drover:signal (worker got SIGTERM/SIGINT; the primary decides)
+ *                      │  ◀──── drover:signal (a listening worker got SIGTERM, any worker SIGINT; the primary decides. A booting worker exits on SIGTERM)
  *                      │  drover:collect {id}           ─────────▶ worker
  *                      │  drover:pace {intervalMs}      ─────────▶ worker (heartbeat interval)
  *                      │  ◀──── drover:metrics {id, metrics} (id 0: periodic push, last one at drain)

@@ -35,7 +35,7 @@ export async function primarySigkill(o: ScenarioOptions): Promise<CaseResult> {
     await waitUntil(() => load.pids.size >= 2 && load.ok >= rate / 2, 'the load reaches every worker', 15_000);
     const pids = (await status(d)).workers.map((w) => w.pid);
     // Requests that will still be running when the primary dies: the workers are meant to finish
-    // them (src/worker/main.ts: on 'disconnect', drain for up to 1 s) before exiting.
+    // them (src/worker/start-worker.ts: on 'disconnect', drain for up to 1 s) before exiting.
     const slow = Array.from({ length: 4 }, () =>
       getText(`http://127.0.0.1:${port}/work?ms=300`, {}, 'GET', 5000).then((r) => String(r.status), (e: NodeJS.ErrnoException) => e.code ?? 'error'),
     );
