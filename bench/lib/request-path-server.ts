@@ -6,7 +6,9 @@
  *   REQUEST_PATH=express         the app alone: http.createServer(app)
  *   REQUEST_PATH=drover          drover's worker path (app-server.ts): tracking, header limit,
  *                                pressure gate at its defaults; request metrics off
- *   REQUEST_PATH=drover-metrics  the same with request metrics on (what a worker runs by default)
+ *   REQUEST_PATH=drover-metrics  the same with request metrics on
+ *   REQUEST_PATH=drover-blocks   the same with block detection's per-request part (the marker and
+ *                                the emit wrappers, src/worker/block-watch.ts): a worker's defaults
  * Prints `ready <port>` once listening on PORT (0: any free port).
  */
 import * as http from 'node:http';
@@ -15,10 +17,11 @@ import { createDemoApp } from '../../src/demo/app';
 import { defaults, type DroverOptions } from '../../src/options';
 import { workerConfig } from '../../src/primary/worker-config';
 import { createAppServer } from '../../src/worker/app-server';
+import { BlockWatch } from '../../src/worker/block-watch';
 import { WorkerMetrics } from '../../src/worker/metrics';
 import { createPressureGate } from '../../src/worker/pressure-gate';
 
-export const REQUEST_PATHS = ['express', 'drover', 'drover-metrics'] as const;
+export const REQUEST_PATHS = ['express', 'drover', 'drover-metrics', 'drover-blocks'] as const;
 
 async function main(): Promise<void> {
   const variant = process.env.REQUEST_PATH ?? '';
@@ -37,8 +40,11 @@ async function main(): Promise<void> {
     const cfg = workerConfig({ ...defaults, workers: 1, shedLoopDelayMs: 60_000, keepAliveTimeoutMs } as DroverOptions, 0, 1, '', defaults.heartbeatIntervalMs);
     const metrics = new WorkerMetrics(() => {});
     const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
-    const made = createAppServer(cfg, app, gate);
-    if (variant === 'drover-metrics') made.conns.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);
+    // No watchdog thread here: what a request pays is the marker, the emit wrappers and arming
+    // the turn tick; sampling happens only during a block.
+    const blocks = variant === 'drover-blocks' ? new BlockWatch(defaults.blockThresholdMs, (req) => metrics.red.routeOf(req), () => made.conns.counters().inFlight, () => {}, () => {}) : undefined;
+    const made = createAppServer(cfg, app, gate, blocks);
+    if (variant === 'drover-metrics' || variant === 'drover-blocks') made.conns.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);
     made.conns.state = 'listening';
     server = made.server;
   }

@@ -108,6 +108,8 @@ export const costSuite: Suite = {
       const withMetrics = pathCost.get('drover-metrics');
       if (express && droverPath) derivedExtra['request path: drover worker path (metrics off) / Express alone'] = ratio(droverPath, express);
       if (droverPath && withMetrics) derivedExtra['request path: request metrics on / off'] = ratio(withMetrics, droverPath);
+      const withBlocks = pathCost.get('drover-blocks');
+      if (withMetrics && withBlocks) derivedExtra['request path: block detection on / off'] = ratio(withBlocks, withMetrics);
 
       for (const config of configs) {
         ctx.progress(`${config.name}: starting ${workers} worker(s) under callgrind (slow)`);
@@ -201,7 +203,7 @@ export const costSuite: Suite = {
 };
 
 /** The request path alone (bench/lib/request-path-server.ts), one process, one keep-alive connection. */
-async function measureRequestPath(
+export async function measureRequestPath(
   cg: Callgrind,
   variant: string,
   o: { warm: number; measured: number; rounds: number; idleS: number },
@@ -241,7 +243,7 @@ function perRequest(count: number, idlePerSecond: number, seconds: number, reque
   return (count - idlePerSecond * seconds) / requests;
 }
 
-function ratio(a: number, b: number): number {
+export function ratio(a: number, b: number): number {
   return Math.round((a / b) * 1000) / 1000;
 }
 

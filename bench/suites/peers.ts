@@ -45,7 +45,7 @@ const PEERS: { name: string; kind: PeerKind; args?: string[] }[] = [
 export const peersSuite: Suite = {
   name: 'peers',
   title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
-  estimateS: { tiny: 120, quick: 1380, full: 3600 },
+  estimateS: { tiny: 130, quick: 1560, full: 3800 },
   async run(ctx: Context) {
     const p = ctx.profile;
     const workers = 2;
@@ -121,6 +121,7 @@ export const peersSuite: Suite = {
     }
     const derived: Record<string, number> = {};
     await blocksEverySecond(ctx, rounds, workers, rows, derived);
+    await idleAfterQuiet(ctx, workers, rows, derived);
     // Median of the per-round ratios: each round ran every peer back to back.
     const ratio = (client: Client, peer: string, base: string) =>
       Math.round(roundRatios(rps[`${peer}|${client}`] ?? [], rps[`${base}|${client}`] ?? []).median * 100) / 100;
@@ -193,4 +194,39 @@ async function blocksEverySecond(ctx: Context, rounds: number, workers: number, 
     derived[`blocks every second: % of pings over ${SLOW_MS} ms, ${peer}`] = Math.round(percentile(slow[peer] ?? [], 50) * 10000) / 100;
     derived[`blocks every second: failed requests, ${peer}`] = failed[peer] ?? 0;
   }
+}
+
+/**
+ * Idle CPU once there has been no traffic for a while: drover's pace sleeps after 10 s without a
+ * request (1 s heartbeats, the shedding sensor closed, metrics pushes skipped; issue 19), which
+ * the per-round idle rows above (1 s after the load) do not reach. drover at its defaults and bare
+ * node:cluster, fresh processes, alternated; the whole tree's scheduler time per second.
+ */
+async function idleAfterQuiet(ctx: Context, workers: number, rows: Row[], derived: Record<string, number>): Promise<void> {
+  const tiny = ctx.profile === 'tiny';
+  const settleMs = tiny ? 1000 : 20_000;
+  const measureMs = tiny ? 500 : 10_000;
+  const peers = [
+    { name: BASE, kind: 'drover least-busy' as PeerKind },
+    { name: 'node:cluster', kind: 'node:cluster' as PeerKind },
+  ];
+  const ms: Record<string, number[]> = {};
+  for (let round = 1; round <= (tiny ? 1 : 3); round++) {
+    for (const { name, kind } of round % 2 ? peers : [...peers].reverse()) {
+      ctx.progress(`idle after ${settleMs / 1000}s without traffic, round ${round}: ${name}`);
+      const server = await startPeer(kind, workers);
+      try {
+        await new Promise((r) => setTimeout(r, settleMs));
+        const pids = [server.pid!, ...descendants(server.pid!)];
+        const before = pids.map(cpuNs);
+        await new Promise((r) => setTimeout(r, measureMs));
+        const v = pids.map(cpuNs).reduce((sum, ns, i) => sum + ns - before[i]!, 0) / 1e6 / (measureMs / 1000);
+        (ms[name] ??= []).push(v);
+        rows.push({ config: { peer: name, client: `idle after ${settleMs / 1000}s without traffic`, round }, values: { idleCpuMsPerS: Math.round(v * 10) / 10, processes: pids.length } });
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+  for (const [name, v] of Object.entries(ms)) derived[`idle CPU ms per s after ${settleMs / 1000}s without traffic, ${name}`] = Math.round(percentile(v, 50) * 10) / 10;
 }
