@@ -13,10 +13,10 @@ import { loadApp, type AppHooks, type LoadedApp } from './load-app';
 import { WorkerMetrics } from './metrics';
 import { createPressureGate } from './pressure-gate';
 import { interceptListen } from './stray-listen';
+import { startLoopWatch, type LoopWatch } from './watchdog';
 
 /** An idle worker still pushes a metrics snapshot every this many intervals (see push below). */
 const IDLE_PUSH_EVERY = 10;
-import { startLoopWatch, type LoopWatch } from './watchdog';
 
 /**
  * Runs a drover worker in this process: watches its loop, loads the user's app (`app`: the path
