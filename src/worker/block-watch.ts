@@ -94,6 +94,10 @@ type Tagged = { [kReq]?: http.IncomingMessage };
 export class BlockWatch {
   readonly shared = new Float64Array(new SharedArrayBuffer(Slot.Length * 8));
   readonly armed = new Int32Array(new SharedArrayBuffer(4));
+  /** Blocks recorded since start (the worker pushes a snapshot when this or its requests change). */
+  recorded = 0;
+  /** See startCounting. */
+  private counting = false;
   /** Time this thread waited for a CPU (ms, from the scheduler) at the last sign; see runWaitMs. */
   private waitAtSign = 0;
   private readonly sched = openSchedstat();
@@ -204,11 +208,6 @@ export class BlockWatch {
     this.log({ route: b.route, blockedMs: b.ms, count: s.count, stack }, 'event loop blocked');
     this.scheduleReport();
   }
-
-  /** Blocks recorded since start (the worker pushes a snapshot when this or its requests change). */
-  recorded = 0;
-  /** See startCounting. */
-  private counting = false;
 
   /** Counters for the metrics snapshot (prom-client's JSON form, aggregated by the primary). */
   toJson(): MetricJson[] {
