@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { statFields } from '../reliability/proc';
+import { statFields } from './proc';
 
 const run = promisify(execFile);
 

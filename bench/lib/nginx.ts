@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePort } from '../../test/helpers/prometheus';
+import { freePort } from './drover';
 import { findProgram } from './machine';
 
 export interface Nginx {

@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { ROOT, killTree, run, startDrover } from '../../test/helpers/drover';
-import { freePort } from '../../test/helpers/prometheus';
+import { ROOT, killTree, run, startDrover } from './drover';
+import { freePort } from './drover';
 
 export type PeerKind = 'drover least-busy' | 'drover round-robin' | 'node:cluster' | 'node:cluster, drover workers' | 'pm2 cluster';
 

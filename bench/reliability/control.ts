@@ -4,9 +4,9 @@
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { total } from '../../test/helpers/prom';
+import { total } from '../lib/prom';
 import { RELIABILITY_APP, Fleet, getText, linesSince, scrape } from './harness';
-import { listeners } from './proc';
+import { listeners } from '../lib/proc';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
 
 const APP = { app: RELIABILITY_APP };

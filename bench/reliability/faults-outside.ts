@@ -6,13 +6,13 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import * as readline from 'node:readline';
-import { ROOT } from '../../test/helpers/drover';
-import { UPSTREAM_BIN, startUpstream } from '../../test/helpers/upstream';
+import { ROOT } from '../lib/drover';
+import { UPSTREAM_BIN, startUpstream } from '../lib/upstream';
 import { lanesFor } from './faults-recycle';
-import { total } from '../../test/helpers/prom';
+import { total } from '../lib/prom';
 import { RELIABILITY_APP, Fleet, getText, linesSince, pick, scrape, sleep, status } from './harness';
 import { PacedLoad } from './paced-load';
-import { freePort, gone, waitUntil } from './proc';
+import { freePort, gone, waitUntil } from '../lib/proc';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
 
 const DISCONNECT_DRAIN_BUG =

@@ -3,10 +3,10 @@
  * request budget (with jitter), and rolling reloads.
  */
 import { performance } from 'node:perf_hooks';
-import { total } from '../../test/helpers/prom';
+import { total } from '../lib/prom';
 import { RELIABILITY_APP, Fleet, getText, lineTime, linesSince, pick, scrape, sleep, status, waitStatus } from './harness';
 import { PacedLoad } from './paced-load';
-import { waitUntil } from './proc';
+import { waitUntil } from '../lib/proc';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
 
 /** Lanes for a target rate: enough that each lane's pace (lanes / rate) leaves room for a slow answer. */

@@ -2,10 +2,10 @@
  * Faults inside one worker, under load: SIGKILL, and a loop that never ends.
  */
 import { performance } from 'node:perf_hooks';
-import { run } from '../../test/helpers/drover';
+import { run } from '../lib/drover';
 import { PROBE_CLIENT, RELIABILITY_APP, Fleet, getText, lineTime, pick, sleep, status } from './harness';
 import { PacedLoad } from './paced-load';
-import { round, waitUntil } from './proc';
+import { round, waitUntil } from '../lib/proc';
 import { lanesFor } from './faults-recycle';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
 

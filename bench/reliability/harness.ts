@@ -4,8 +4,8 @@
  */
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { FIXTURES, ROOT, startDrover, type Drover, type LogLine, type StartOptions } from '../../test/helpers/drover';
-import { parseMetrics, type Sample } from '../../test/helpers/prom';
+import { FIXTURES, ROOT, startDrover, type Drover, type LogLine, type StartOptions } from '../lib/drover';
+import { parseMetrics, type Sample } from '../lib/prom';
 
 export { FIXTURES, ROOT };
 export const RELIABILITY_APP = path.join(FIXTURES, 'reliability-app.js');

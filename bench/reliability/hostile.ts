@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT } from '../../test/helpers/drover';
+import { ROOT } from '../lib/drover';
 import { lanesFor } from './faults-recycle';
 import { Fleet, getText, pick, sleep, status } from './harness';
 import { PacedLoad } from './paced-load';

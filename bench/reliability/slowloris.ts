@@ -9,7 +9,7 @@ import { percentile } from '../lib/stats';
 import { lanesFor } from './faults-recycle';
 import { Fleet, pick, sleep, status } from './harness';
 import { PacedLoad } from './paced-load';
-import { round, waitUntil } from './proc';
+import { round, waitUntil } from '../lib/proc';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
 
 /** Node checks header/request timeouts every `connectionsCheckingInterval` (drover: 1 s). */

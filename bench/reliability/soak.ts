@@ -9,11 +9,11 @@
  * exit is seen. Reloads run under full load: a drained worker's final snapshot is exact.
  */
 import { performance } from 'node:perf_hooks';
-import { total } from '../../test/helpers/prom';
+import { total } from '../lib/prom';
 import { lanesFor } from './faults-recycle';
 import { RELIABILITY_APP, Fleet, pick, scrape, sleep, status, waitStatus } from './harness';
 import { PacedLoad, type RequestSpec } from './paced-load';
-import { fdCount, round, rssBytes, slopePerMinute, threadCount, waitUntil } from './proc';
+import { fdCount, round, rssBytes, slopePerMinute, threadCount, waitUntil } from '../lib/proc';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
 
 interface SoakSample {

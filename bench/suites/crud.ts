@@ -1,11 +1,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startDrover } from '../../test/helpers/drover';
-import { postgresBinDir, startPostgres } from '../../test/helpers/postgres';
+import { startDrover } from '../lib/drover';
+import { postgresBinDir, startPostgres } from '../lib/postgres';
 import { Client } from 'pg';
 import { descendants } from '../lib/callgrind';
-import { cpuNs } from '../reliability/proc';
+import { cpuNs } from '../lib/proc';
 import { summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
 import { runUsers } from '../lib/users';

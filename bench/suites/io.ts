@@ -1,5 +1,5 @@
-import { startDrover } from '../../test/helpers/drover';
-import { startUpstream } from '../../test/helpers/upstream';
+import { startDrover } from '../lib/drover';
+import { startUpstream } from '../lib/upstream';
 import { summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
 import { runUsers } from '../lib/users';

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { startDrover } from '../../test/helpers/drover';
+import { startDrover } from '../lib/drover';
 import { closedLoop, describeFailures } from '../lib/closed-loop';
 import { percentile, roundRatios, summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';

@@ -1,4 +1,4 @@
-import { cpuNs } from '../reliability/proc';
+import { cpuNs } from '../lib/proc';
 import { descendants } from '../lib/callgrind';
 import { closedLoop, describeFailures } from '../lib/closed-loop';
 import { freshLoop } from '../lib/fresh-loop';

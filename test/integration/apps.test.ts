@@ -10,9 +10,9 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BIN, FIXTURES, run, startDrover, type Drover } from '../helpers/drover';
+import { BIN, FIXTURES, run, startDrover, type Drover } from '../../bench/lib/drover';
 import { getJson } from '../helpers/load';
-import { parseMetrics, total } from '../helpers/prom';
+import { parseMetrics, total } from '../../bench/lib/prom';
 
 const APPS = path.join(FIXTURES, 'apps');
 const startArgs = ['--port', '0', '--control-port', '0', '--host', '127.0.0.1'];

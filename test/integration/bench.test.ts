@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { SUITES_NAMES } from '../../bench/suites';
 import { writeReport } from '../../bench/report';
-import { ROOT, run } from '../helpers/drover';
+import { ROOT, run } from '../../bench/lib/drover';
 
 describe('the benchmark still works (tiny profile; real numbers come from npm run bench)', () => {
   it('every suite runs, writes results with machine facts, and the report renders', async (t) => {

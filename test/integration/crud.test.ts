@@ -9,8 +9,8 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { startDrover, type Drover } from '../helpers/drover';
-import { postgresSkipReason, startPostgres, type Postgres } from '../helpers/postgres';
+import { startDrover, type Drover } from '../../bench/lib/drover';
+import { postgresSkipReason, startPostgres, type Postgres } from '../../bench/lib/postgres';
 
 interface Reply {
   status: number;

@@ -14,8 +14,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
-import { statFields } from '../../bench/reliability/proc';
-import { FIXTURES, killTree, startDrover, type Drover } from '../helpers/drover';
+import { statFields } from '../../bench/lib/proc';
+import { FIXTURES, killTree, startDrover, type Drover } from '../../bench/lib/drover';
 
 // ---- helpers ---------------------------------------------------------------------------------
 

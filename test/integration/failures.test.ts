@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { BIN, FIXTURES, run, startDrover } from '../helpers/drover';
+import { BIN, FIXTURES, run, startDrover } from '../../bench/lib/drover';
 
 const startArgs = ['--port', '0', '--control-port', '0', '--host', '127.0.0.1'];
 

@@ -10,9 +10,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { helperThreadsStarted, httpGetSync } from '../../src/demo/sync-http';
-import { ROOT, startDrover, type Drover } from '../helpers/drover';
+import { ROOT, startDrover, type Drover } from '../../bench/lib/drover';
 import { sendMany } from '../helpers/load';
-import { startUpstream, timedGet, type Upstream } from '../helpers/upstream';
+import { startUpstream, timedGet, type Upstream } from '../../bench/lib/upstream';
 
 /**
  * One worker, a 30 s watchdog and no load shedding: these tests hold the loop on purpose and

@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BIN, FIXTURES, ROOT, alive, run, startDrover, type Drover, type LogLine } from '../helpers/drover';
+import { BIN, FIXTURES, ROOT, alive, run, startDrover, type Drover, type LogLine } from '../../bench/lib/drover';
 import { getJson } from '../helpers/load';
 import type { Status } from '../../src/primary/control-server';
 import type { BlockingRoute } from '../../src/protocol';

@@ -3,9 +3,9 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { FIXTURES, ROOT, startDrover, type Drover } from '../helpers/drover';
+import { FIXTURES, ROOT, startDrover, type Drover } from '../../bench/lib/drover';
 import { sendMany } from '../helpers/load';
-import { parseMetrics, series, total } from '../helpers/prom';
+import { parseMetrics, series, total } from '../../bench/lib/prom';
 
 async function scrape(d: Drover): Promise<{ text: string; ms: number }> {
   const started = performance.now();

@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { defaults, parseDuration } from '../../src/options';
-import { FIXTURES, run, startDrover, type Drover } from '../helpers/drover';
+import { FIXTURES, run, startDrover, type Drover } from '../../bench/lib/drover';
 import { prometheusSkipReason, startPrometheus, type Prometheus } from '../helpers/prometheus';
 import {
   ALERTS,

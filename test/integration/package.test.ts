@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
-import { Drover, ROOT, killTree, run } from '../helpers/drover';
+import { Drover, ROOT, killTree, run } from '../../bench/lib/drover';
 
 interface PackResult {
   filename: string;

@@ -3,9 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ROOT, alive, run } from '../helpers/drover';
+import { ROOT, alive, freePort, run } from '../../bench/lib/drover';
 import { getJson } from '../helpers/load';
-import { freePort } from '../helpers/prometheus';
 
 const PM2 = path.join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
 

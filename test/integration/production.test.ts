@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FIXTURES, alive, startDrover, type Drover } from '../helpers/drover';
+import { FIXTURES, alive, startDrover, type Drover } from '../../bench/lib/drover';
 import { getJson, loadUntil, sendMany } from '../helpers/load';
-import { listeningPorts } from '../helpers/sockets';
+import { listeningPorts } from '../../bench/lib/proc';
 
 const tmp = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { startDrover, type Drover } from '../helpers/drover';
+import { startDrover, type Drover } from '../../bench/lib/drover';
 import { sendMany } from '../helpers/load';
 import { prometheusSkipReason, startPrometheus, type Prometheus } from '../helpers/prometheus';
 

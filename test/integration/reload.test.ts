@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BIN, FIXTURES, run, startDrover, type Drover } from '../helpers/drover';
+import { BIN, FIXTURES, run, startDrover, type Drover } from '../../bench/lib/drover';
 import { getJson, loadUntil } from '../helpers/load';
 
 describe('zero-downtime rolling reload', () => {

@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeIngestBody } from '../../src/demo/s3';
-import { ROOT, run, startDrover, type Drover } from '../helpers/drover';
+import { ROOT, run, startDrover, type Drover } from '../../bench/lib/drover';
 import { getJson } from '../helpers/load';
 
 import type { Tally } from '../helpers/probe-client';

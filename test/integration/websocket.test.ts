@@ -8,9 +8,9 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import WebSocket from 'ws';
-import { FIXTURES, startDrover, type Drover } from '../helpers/drover';
+import { FIXTURES, startDrover, type Drover } from '../../bench/lib/drover';
 import { getJson, loadUntil } from '../helpers/load';
-import { parseMetrics, total } from '../helpers/prom';
+import { parseMetrics, total } from '../../bench/lib/prom';
 
 const WS_APP = path.join(FIXTURES, 'ws-app.js');
 const SOCKETIO_APP = path.join(FIXTURES, 'socketio-app.js');

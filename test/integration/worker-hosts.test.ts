@@ -13,7 +13,7 @@ import { after, describe, it } from 'node:test';
 import { resolveOptions } from '../../src/options';
 import { workerConfig } from '../../src/primary/worker-config';
 import { WORKER_CONFIG_ENV, type PrimaryToWorker, type WorkerToPrimary } from '../../src/protocol';
-import { FIXTURES, ROOT, killTree, type LogLine } from '../helpers/drover';
+import { FIXTURES, ROOT, killTree, type LogLine } from '../../bench/lib/drover';
 
 const ENTRY = path.join(ROOT, 'dist', 'src', 'worker', 'main.js');
 const CONTROL_ROW = path.join(ROOT, 'dist', 'bench', 'peers', 'cluster-drover-workers.js');

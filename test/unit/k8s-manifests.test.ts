@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { before, describe, it } from 'node:test';
 import ts from 'typescript';
 import { defaults, envName, optionSpecs, parseDuration } from '../../src/options';
-import { ROOT } from '../helpers/drover';
+import { ROOT } from '../../bench/lib/drover';
 import { K8S_DIR, loadAllYaml, loadYaml } from '../fixtures/observability-promql';
 
 interface K8sObject {

@@ -11,8 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
-import { run } from './drover';
-import { freePort } from './prometheus';
+import { freePort, run } from './drover';
 
 const PG_ROOT = '/usr/lib/postgresql';
 

@@ -1,6 +1,6 @@
 /**
- * What the reliability cases read from outside drover: /proc figures of a process, free ports,
- * a bounded poll, a least-squares slope. Linux only, like the rest of the test suite.
+ * What the bench and the tests read from outside drover: /proc figures of a process, its listening
+ * sockets, free ports, a bounded poll, a least-squares slope. Linux only, like the rest of the test suite.
  */
 import * as fs from 'node:fs';
 
@@ -59,9 +59,7 @@ export function gone(pid: number): boolean {
   return state === undefined || state === 'Z';
 }
 
-export { listeners } from '../../test/helpers/sockets';
-
-export { freePort } from '../../test/helpers/prometheus';
+export { freePort } from './drover';
 
 /** Re-checks `cond` every `everyMs` until it holds, bounded; resolves with the wait in ms. */
 export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string, timeoutMs: number, everyMs = 10): Promise<number> {
@@ -89,3 +87,45 @@ export function slopePerMinute(samples: { t: number; v: number }[]): number {
 }
 
 export const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** TCP sockets the process listens on, with their bound address (IPv4 and IPv6 tables). */
+export function listeners(pid: number): { address: string; port: number }[] {
+  const inodes = new Set<string>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  const out: { address: string; port: number }[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    let text = '';
+    try {
+      text = fs.readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 10 || cols[3] !== '0A' || !inodes.has(cols[9]!)) continue;
+      const [hexAddr, hexPort] = cols[1]!.split(':') as [string, string];
+      out.push({ address: decodeAddress(hexAddr), port: parseInt(hexPort, 16) });
+    }
+  }
+  return out;
+}
+
+/** /proc/net/tcp addresses are the kernel's 32-bit words printed in host (little-endian) order. */
+function decodeAddress(hex: string): string {
+  if (hex.length === 8) return [6, 4, 2, 0].map((i) => parseInt(hex.slice(i, i + 2), 16)).join('.');
+  const words = hex.match(/.{8}/g)!.map((w) => w.match(/../g)!.reverse().join(''));
+  const groups = words.join('').match(/.{4}/g)!.map((g) => g.replace(/^0+(?=.)/, ''));
+  return groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
+}
+
+/** TCP ports a process is listening on (any address). */
+export function listeningPorts(pid: number): number[] {
+  return listeners(pid).map((l) => l.port).sort((a, b) => a - b);
+}
