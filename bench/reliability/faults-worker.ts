@@ -26,7 +26,7 @@ export async function workerSigkill(o: ScenarioOptions): Promise<CaseResult> {
     // The victim: the worker with the most connections, so the kill costs something to bound.
     const before = await status(d);
     const victim = [...before.workers].sort((a, b) => (b.connections ?? 0) - (a.connections ?? 0))[0]!;
-    const handedBefore = before.drover.dispatcher.dispatchedBySlot as unknown as number[];
+    const handedBefore = before.drover.dispatcher.dispatchedBySlot;
     const exposure = load.exposure(victim.pid);
     const mark = d.lines.length;
     const killWall = Date.now();
@@ -40,7 +40,7 @@ export async function workerSigkill(o: ScenarioOptions): Promise<CaseResult> {
     // (it is forked only now), so the slot's counter holds only what went to the victim.
     const atExit = await status(d);
     const replacementUp = atExit.workers.some((w) => w.slot === victim.slot && w.phase === 'listening');
-    const handedAfter = (atExit.drover.dispatcher.dispatchedBySlot as unknown as number[])[victim.slot]! - handedBefore[victim.slot]!;
+    const handedAfter = atExit.drover.dispatcher.dispatchedBySlot[victim.slot]! - handedBefore[victim.slot]!;
     const serverBound = (victim.connections ?? 0) + handedAfter;
 
     const listening = await d.waitFor((l) => l.msg === 'worker listening' && l.worker === victim.slot, 10_000, mark);

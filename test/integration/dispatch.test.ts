@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
 import { statFields } from '../../bench/lib/proc';
-import { FIXTURES, killTree, startDrover, type Drover } from '../../bench/lib/drover';
+import { FIXTURES, killTree, startDrover, status, waitStatus, type Drover, type Status, type WorkerStatus } from '../../bench/lib/drover';
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -74,59 +74,6 @@ async function pool<T>(count: number, concurrency: number, fn: (i: number) => Pr
   return out;
 }
 
-interface WorkerRow {
-  slot: number;
-  pid: number;
-  phase: string;
-  generation: number;
-  heartbeatAgeMs: number;
-  heartbeats: number | null;
-  heartbeatIntervalMs: number | null;
-  dispatched: number;
-  inFlight: number | null;
-}
-interface FullStatus {
-  drover: {
-    pid: number;
-    generation: number;
-    dispatcher: { dispatched: number; allStale: number; queued: number; dropped: number; redispatched: number; queuedNow: number };
-    heartbeat: { pace: string; intervalMs: number; paceChanges: number };
-  };
-  workers: WorkerRow[];
-}
-
-/** GET /status on its own connection (no keep-alive socket left open in the primary). */
-async function status(d: Drover): Promise<FullStatus> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(d.controlUrl('/status'), { agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(body) as FullStatus);
-        } catch (err) {
-          reject(err as Error);
-        }
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.setTimeout(5000, () => req.destroy(new Error('status timeout')));
-  });
-}
-
-/** Polls /status until `pick` returns a value, bounded. */
-async function waitStatus<T>(d: Drover, what: string, pick: (s: FullStatus) => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = pick(await status(d));
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}\n${d.tail()}`);
-    await new Promise((r) => setTimeout(r, 15));
-  }
-}
-
 /**
  * Sends `GET /block?ms=…` on its own connection (not awaited by the caller) and finds the worker it
  * landed on: the one whose heartbeat goes silent. A candidate is a worker seen stale (80 ms past
@@ -138,11 +85,11 @@ async function waitStatus<T>(d: Drover, what: string, pick: (s: FullStatus) => T
 async function blockOne(d: Drover, ms: number, exclude: number[] = []) {
   const request = hit(d.url(`/block?ms=${ms}`), ms + 10_000);
   const deadline = Date.now() + 10_000;
-  let candidate: WorkerRow | undefined;
+  let candidate: WorkerStatus | undefined;
   for (;;) {
     if (Date.now() > deadline) throw new Error(`no worker went silent after GET /block\n${d.tail()}`);
     const s = await status(d);
-    const late = (w: WorkerRow) => w.heartbeatAgeMs - (w.heartbeatIntervalMs ?? 0);
+    const late = (w: WorkerStatus) => w.heartbeatAgeMs - (w.heartbeatIntervalMs ?? 0);
     if (candidate) {
       const w = s.workers.find((x) => x.pid === candidate!.pid);
       if (w && late(w) > 230) break;
@@ -622,7 +569,7 @@ describe('heartbeat pace', () => {
   it('workers beat at the idle interval without new connections, also under keep-alive traffic, and fast while connections are dispatched', async (t) => {
     const d = await startDrover({ args: ['--workers', '2'] });
     started.push(d);
-    const idleAt = (s: FullStatus) =>
+    const idleAt = (s: Status) =>
       s.drover.heartbeat.pace === 'idle' && s.workers.every((w) => w.heartbeatIntervalMs === 100) ? s : undefined;
     await waitStatus(d, 'the pace is idle after a second without connections', idleAt);
     const idleRates = await beatRates(d, 1000);

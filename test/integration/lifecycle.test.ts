@@ -33,7 +33,7 @@ describe('supervisor lifecycle', () => {
     assert.match(out.stdout, /workers 3\/3 listening/);
 
     const json = await run(process.execPath, [BIN, 'status', '--json', '--control-port', String(d.controlPort)]);
-    const st = JSON.parse(json.stdout) as { workers: { pid: number }[] };
+    const st = JSON.parse(json.stdout) as Status;
     assert.deepEqual(new Set(st.workers.map((w) => w.pid)), pids);
     await d.stop();
   });
@@ -47,7 +47,7 @@ describe('supervisor lifecycle', () => {
     // drover:blocks arrives at most once a second after a block: wait for the list with all three.
     let blocks: BlockingRoute[] = [];
     await d.until(async () => {
-      blocks = ((await d.status()) as unknown as Status).workers[0]!.blocks;
+      blocks = (await d.status()).workers[0]!.blocks;
       return blocks.some((b) => b.route === '/block' && b.count === 3);
     }, '/status lists 3 blocks of /block', 5000);
     const b = blocks.find((x) => x.route === '/block')!;

@@ -3,15 +3,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ROOT, alive, freePort, run } from '../../bench/lib/drover';
+import { ROOT, alive, freePort, run, type Status } from '../../bench/lib/drover';
 import { getJson } from '../helpers/load';
 
 const PM2 = path.join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
-
-interface Status {
-  drover: { pid: number; generation: number; reloads: { completed: number } };
-  workers: { pid: number; phase: string; generation: number }[];
-}
 
 describe('pm2 end to end (real pm2, temporary PM2_HOME)', () => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'drover-pm2-'));

@@ -62,7 +62,7 @@ describe('production fit', () => {
     assert.equal(listening.workers, 2);
     assert.equal(listening.workersSource, 'cgroup');
     assert.match(String(listening.workersDetail), /1\.5 CPUs/);
-    const st = (await d.status()) as unknown as { drover: { workersTarget: number; workersSource: string } };
+    const st = await d.status();
     assert.equal(st.drover.workersTarget, 2);
     assert.equal(st.drover.workersSource, 'cgroup');
     await d.stop();
@@ -122,7 +122,7 @@ describe('production fit', () => {
       const r = await getJson<{ kind: string; pid: number }>(d.url('/ping'));
       assert.equal(r.status, 200);
       assert.equal(r.body.kind, kind);
-      const st = (await d.status()) as unknown as { workers: { pid: number; privatePort: number }[] };
+      const st = await d.status();
       const w = st.workers[0]!;
       assert.deepEqual(listeningPorts(w.pid), [w.privatePort], 'the worker listens only on its private port');
       const warned = d.lines.filter((l) => l.msg === 'the app called listen() itself; drover serves it on the app port and ignored that call');

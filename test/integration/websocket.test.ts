@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import WebSocket from 'ws';
-import { FIXTURES, startDrover, type Drover } from '../../bench/lib/drover';
+import { FIXTURES, startDrover, type Drover, type WorkerStatus } from '../../bench/lib/drover';
 import { getJson, loadUntil } from '../helpers/load';
 import { parseMetrics, total } from '../../bench/lib/prom';
 
@@ -71,21 +71,11 @@ class Client {
   }
 }
 
-interface WorkerCounts {
-  pid: number;
-  phase: string;
-  generation: number;
-  requests: number | null;
-  inFlight: number | null;
-  connections: number | null;
-  upgraded: number | null;
+async function workers(d: Drover): Promise<WorkerStatus[]> {
+  return (await d.status()).workers;
 }
 
-async function workers(d: Drover): Promise<WorkerCounts[]> {
-  return (await d.status()).workers as unknown as WorkerCounts[];
-}
-
-const upgradedTotal = (ws: WorkerCounts[]) => ws.reduce((a, w) => a + (w.upgraded ?? 0), 0);
+const upgradedTotal = (ws: WorkerStatus[]) => ws.reduce((a, w) => a + (w.upgraded ?? 0), 0);
 
 describe('WebSockets', () => {
   const started: Drover[] = [];
