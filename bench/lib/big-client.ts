@@ -9,9 +9,9 @@
  */
 import { spawn } from 'node:child_process';
 import * as http from 'node:http';
-import { performance } from 'node:perf_hooks';
 import type * as hdr from 'hdr-histogram-js';
 import { makeIngestBody } from '../../src/demo/s3';
+import { lanes } from './load';
 import { newHistogram } from './stats';
 
 export interface Report {
@@ -56,35 +56,18 @@ export function bigClient(url: string, bodyBytes = 0): { ready: Promise<void>; s
  */
 export function bigLoop(url: string, body?: Buffer, agent: http.Agent | false = false): { stop(): Promise<Report> } {
   const report: Report = { latencyMs: [], errors: 0 };
-  let stopped = false;
-  const one = () =>
-    new Promise<void>((resolve) => {
-      const started = performance.now();
-      const req = http.request(url, { agent, method: body ? 'POST' : 'GET', headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          if (res.statusCode === 200) report.latencyMs.push(performance.now() - started);
-          else report.errors++;
-          resolve();
-        });
-        res.on('error', () => {
-          report.errors++;
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        report.errors++;
-        resolve();
-      });
-      req.end(body);
-    });
-  const done = (async () => {
-    while (!stopped) await one();
-  })();
+  const run = lanes({
+    ...(agent ? { keepAlive: 1, agent } : { fresh: 1 }),
+    next: () => ({ url, method: body ? 'POST' : 'GET', body, headers: body ? { 'content-type': 'application/json' } : {} }),
+    onAnswer: (s) => {
+      if (s.status === 200) report.latencyMs.push(s.endedAt! - s.sentAt);
+      else report.errors++;
+    },
+  });
   return {
     async stop() {
-      stopped = true;
-      await done;
+      run.stop();
+      await run.done;
       return report;
     },
   };

@@ -11,7 +11,7 @@ import { UPSTREAM_BIN, startUpstream } from '../lib/upstream';
 import { lanesFor } from './faults-recycle';
 import { total } from '../lib/prom';
 import { RELIABILITY_APP, Fleet, getText, linesSince, pick, scrape, sleep, status } from './harness';
-import { PacedLoad } from './paced-load';
+import { PacedLoad } from '../lib/load';
 import { freePort, gone, waitUntil } from '../lib/proc';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
 

@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { total } from '../lib/prom';
 import { RELIABILITY_APP, Fleet, getText, lineTime, linesSince, pick, scrape, sleep, status, waitStatus } from './harness';
-import { PacedLoad } from './paced-load';
+import { PacedLoad } from '../lib/load';
 import { waitUntil } from '../lib/proc';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
 

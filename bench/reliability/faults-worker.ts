@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import { run } from '../lib/drover';
 import { PROBE_CLIENT, RELIABILITY_APP, Fleet, getText, lineTime, pick, sleep, status } from './harness';
-import { PacedLoad } from './paced-load';
+import { PacedLoad } from '../lib/load';
 import { round, waitUntil } from '../lib/proc';
 import { lanesFor } from './faults-recycle';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';

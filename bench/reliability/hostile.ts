@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { ROOT } from '../lib/drover';
 import { lanesFor } from './faults-recycle';
 import { Fleet, getText, pick, sleep, status } from './harness';
-import { PacedLoad } from './paced-load';
+import { PacedLoad } from '../lib/load';
 import { rawExchange, type RawAnswer } from './raw-http';
 import { CaseBuilder, type CaseResult, type InputRow, type ScenarioOptions } from './types';
 

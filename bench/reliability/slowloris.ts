@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { percentile } from '../lib/stats';
 import { lanesFor } from './faults-recycle';
 import { Fleet, pick, sleep, status } from './harness';
-import { PacedLoad } from './paced-load';
+import { PacedLoad } from '../lib/load';
 import { round, waitUntil } from '../lib/proc';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
 

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { total } from '../lib/prom';
 import { lanesFor } from './faults-recycle';
 import { RELIABILITY_APP, Fleet, pick, scrape, sleep, status, waitStatus } from './harness';
-import { PacedLoad, type RequestSpec } from './paced-load';
+import { PacedLoad, type RequestSpec } from '../lib/load';
 import { fdCount, round, rssBytes, slopePerMinute, threadCount, waitUntil } from '../lib/proc';
 import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
 

@@ -4,6 +4,10 @@
  * test/integration/reliability.test.ts asserts check by check.
  */
 
+import type { LoadFigures } from '../lib/load';
+
+export type { LoadFigures };
+
 export type Profile = 'quick' | 'standard';
 
 export interface ScenarioOptions {
@@ -25,21 +29,6 @@ export interface Check {
   limit?: string | number;
   /** Set when this check is expected to fail until a known drover bug is fixed (the test marks it todo). */
   knownBug?: string;
-}
-
-export interface LoadFigures {
-  /** Requests per second the client aimed at. */
-  targetPerSec: number;
-  /** Requests per second actually completed while the case ran. */
-  reqPerSec: number;
-  requests: number;
-  failed: number;
-  /** Failures by status or error code. */
-  errors: Record<string, number>;
-  /** Lanes by kind (keep-alive, new connection, fetch). */
-  lanes?: Record<string, number>;
-  /** Figures per phase of the case (before / during / after the fault), latency from due time. */
-  phases?: { name: string; ok: number; failed: number; reqPerSec: number; medianMs: number; p99Ms: number; maxMs: number }[];
 }
 
 /** One row of the hostile-input table. */

@@ -8,7 +8,7 @@ import { descendants } from '../lib/callgrind';
 import { cpuNs } from '../lib/proc';
 import { summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
-import { runUsers } from '../lib/users';
+import { runUsers } from '../lib/load';
 
 /**
  * S2: a CRUD service under many users, 75 % reads / 20 % writes / 5 % deletes, as workers are

@@ -2,7 +2,7 @@ import { startDrover } from '../lib/drover';
 import { startUpstream } from '../lib/upstream';
 import { summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
-import { runUsers } from '../lib/users';
+import { runUsers } from '../lib/load';
 
 /** One measured configuration: a mode, its users, and the pool's threads for `offload`. */
 interface Case {

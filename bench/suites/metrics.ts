@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startDrover } from '../lib/drover';
-import { closedLoop, describeFailures } from '../lib/closed-loop';
+import { closedLoop, describeFailures } from '../lib/load';
 import { percentile, roundRatios, summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';
 

@@ -1,8 +1,6 @@
 import { cpuNs } from '../lib/proc';
 import { descendants } from '../lib/callgrind';
-import { closedLoop, describeFailures } from '../lib/closed-loop';
-import { freshLoop } from '../lib/fresh-loop';
-import { openLoop } from '../lib/open-loop';
+import { closedLoop, describeFailures, freshLoop, openLoop } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
 import { percentile, roundRatios, summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';

@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import { bigLoop } from '../lib/big-client';
 import { startNginx } from '../lib/nginx';
-import { openLoop } from '../lib/open-loop';
+import { openLoop } from '../lib/load';
 import { startPeer, type Server } from '../lib/servers';
 import { summarize } from '../lib/stats';
 import type { Context, Row, Suite } from '../lib/suite';

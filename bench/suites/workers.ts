@@ -1,6 +1,6 @@
 import { makeIngestBody } from '../../src/demo/s3';
 import { bigClient } from '../lib/big-client';
-import { openLoop, type OpenLoopResult } from '../lib/open-loop';
+import { openLoop, type OpenLoopResult } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
 import { summarize } from '../lib/stats';
 import type { Context, Profile, Row, Suite } from '../lib/suite';

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../log';
+import { formatFrame } from '../worker/source-map';
 import type { CapturedStack } from '../worker/watchdog-thread';
 import type { WorkerHandle } from './worker-handle';
 
@@ -21,7 +22,7 @@ export function takeStallReport(runtimeDir: string, pid: number): CapturedStack 
 }
 
 export function formatFrames(report: CapturedStack): string[] {
-  return report.frames.map((f) => `${f.functionName} (${f.url}:${f.line}:${f.column})`);
+  return report.frames.map(formatFrame);
 }
 
 /** One log line per stall: where the loop is stuck (when the watchdog thread captured it). */

@@ -10,8 +10,12 @@ export const UNKNOWN = '(unknown)';
 
 /** One capture of the stack per route per this long: each costs the loop a Debugger pause (~10-60 ms). */
 const STACK_EVERY_MS = 60_000;
-/** The turn tick stops once no request was in flight for this long (re-armed by the next request). */
-const DISARM_AFTER_MS = 1000;
+/**
+ * The turn tick stops after this many ticks in a row found no request in flight (re-armed by the
+ * next request). Two, not more: between bursts of requests a loop is idle, and each tick there is
+ * a wake-up of the main thread and keeps the watchdog thread looking (ADR 0018).
+ */
+const DISARM_AFTER_TURNS = 2;
 /** drover:blocks goes to the primary at most this often. */
 const REPORT_EVERY_MS = 1000;
 /** Routes kept in the report (/status shows its top 5). */
@@ -32,10 +36,24 @@ export const enum Slot {
   Length = 3,
 }
 
+/** The cells of the shared Int32Array `armed`. */
+export const enum Cell {
+  /** 1 while requests are in flight (the turn tick runs): the watchdog thread then looks when a sign is overdue. It sleeps on this cell, and arming notifies it. */
+  Armed = 0,
+  /** 1 once the worker drains: the watchdog thread stops sampling and closes its inspector session. */
+  Stopped = 1,
+  Length = 2,
+}
+
+/** The turn tick's period: a block is then seen overdue well before it reaches the threshold. */
+export function turnMsFor(thresholdMs: number): number {
+  return Math.max(5, Math.floor(thresholdMs / 4));
+}
+
 /**
- * The buffers shared with the watchdog thread: the times, and `armed` (Int32Array[0], 1 while the
- * turn tick runs), which the watchdog thread waits on with Atomics.waitAsync so that it checks
- * often only while requests are in flight: an idle worker's watchdog wakes at its old 100 ms pace.
+ * The buffers shared with the watchdog thread: the times, and `armed` (see Cell), so that the
+ * watchdog thread looks often only while requests are in flight: an idle worker's watchdog wakes
+ * at its idle pace.
  */
 export interface SharedWatch {
   times: SharedArrayBuffer;
@@ -80,10 +98,11 @@ type Tagged = { [kReq]?: http.IncomingMessage };
  * Finds what blocks a worker's event loop and which route it belongs to (issue 17, ADR 0018).
  *
  * Detection: the loop shows signs of life in `sign` (the heartbeat, and while requests are in
- * flight a "turn" tick at a quarter of the threshold); the watchdog thread samples the main thread
- * through the inspector when a sign is overdue. A block's length is measured here afterwards, at
- * the first sign after it: the gap since the previous sign, capped by the loop's active time in
- * that gap (event-loop utilization), so an idle gap is never counted.
+ * flight a "turn" tick at a quarter of the threshold, given by request starts under load); the
+ * watchdog thread samples the main thread through the inspector when a sign is overdue. A
+ * block's length is measured here afterwards, at the first sign after it: the gap since the
+ * previous sign, capped by the loop's active time in that gap (event-loop utilization), so an
+ * idle gap is never counted.
  *
  * Attribution at no per-request cost beyond two property stores: `current` is the request whose
  * code runs synchronously from drover's request listener or from an event of its request or
@@ -93,7 +112,7 @@ type Tagged = { [kReq]?: http.IncomingMessage };
  */
 export class BlockWatch {
   readonly shared = new Float64Array(new SharedArrayBuffer(Slot.Length * 8));
-  readonly armed = new Int32Array(new SharedArrayBuffer(4));
+  readonly armed = new Int32Array(new SharedArrayBuffer(Cell.Length * 4));
   /** Blocks recorded since start (the worker pushes a snapshot when this or its requests change). */
   recorded = 0;
   /** See startCounting. */
@@ -128,16 +147,22 @@ export class BlockWatch {
     this.patchEmit();
   }
 
-  /** The turn tick's period: a block is then seen overdue well before it reaches the threshold. */
   get turnMs(): number {
-    return Math.max(5, Math.floor(this.thresholdMs / 4));
+    return turnMsFor(this.thresholdMs);
   }
 
   /** drover's request listener runs the app through this: the app's synchronous code is the request's. */
   run(req: http.IncomingMessage, res: http.ServerResponse, app: (req: http.IncomingMessage, res: http.ServerResponse) => void): void {
     (req as Tagged)[kReq] = req;
     (res as Tagged)[kReq] = req;
-    if (this.armed[0] === 0) this.arm();
+    if (this.armed[Cell.Armed] === 0) this.arm();
+    else {
+      // A request start half a tick after the last sign is the turn tick's sign of life, in a
+      // loop turn that runs anyway, and pushes the timer back: under load the timer never fires
+      // (each wake-up costs CPU; ADR 0018). At the tick's due time it would lose to the timer.
+      const now = Date.now();
+      if (now - this.shared[Slot.SignAt]! >= this.turnMs / 2) this.turn(now);
+    }
     const prev = this.current;
     this.current = req;
     try {
@@ -241,10 +266,16 @@ export class BlockWatch {
   stop(): void {
     clearTimeout(this.turnTimer);
     clearTimeout(this.reportTimer);
-    Atomics.store(this.armed, 0, 0);
+    Atomics.store(this.armed, Cell.Armed, 0);
     if (this.sched) fs.closeSync(this.sched.fd);
     this.restoreEmit?.();
     delete (globalThis as Record<symbol, unknown>)[GLOBAL_KEY];
+  }
+
+  /** The worker drains: the watchdog thread closes its inspector session (else Node prints "Waiting for the debugger to disconnect..." at exit). */
+  stopSampling(): void {
+    Atomics.store(this.armed, Cell.Stopped, 1);
+    Atomics.notify(this.armed, Cell.Armed);
   }
 
   /** The buffers for the watchdog thread. */
@@ -256,26 +287,25 @@ export class BlockWatch {
   private arm(): void {
     this.idleTurns = 0;
     this.shared[Slot.TurnDue] = Date.now() + this.turnMs;
-    Atomics.store(this.armed, 0, 1);
-    Atomics.notify(this.armed, 0);
+    Atomics.store(this.armed, Cell.Armed, 1);
+    Atomics.notify(this.armed, Cell.Armed);
     if (this.turnTimer) return void this.turnTimer.refresh();
-    this.turnTimer = setTimeout(() => this.turn(), this.turnMs);
+    this.turnTimer = setTimeout(() => this.turn(Date.now()), this.turnMs);
     this.turnTimer.unref();
   }
 
   /**
-   * The turn tick: a sign of life every turnMs while requests are in flight, and for a second
-   * after (so a steady trickle of requests does not arm and disarm it all the time). Under load
-   * it fires in loop turns that run anyway; it adds wake-ups only while requests wait on I/O.
+   * The turn tick: a sign of life every turnMs while requests are in flight, and for two ticks
+   * after. Request starts give it in between and push the timer back, so the timer fires (a
+   * wake-up of its own) only while requests wait on I/O or have just ended.
    */
-  private turn(): void {
-    const now = Date.now();
+  private turn(now: number): void {
     this.idleTurns = this.inFlight() > 0 ? 0 : this.idleTurns + 1;
-    if (this.idleTurns * this.turnMs < DISARM_AFTER_MS) {
+    if (this.idleTurns < DISARM_AFTER_TURNS) {
       this.shared[Slot.TurnDue] = now + this.turnMs;
       this.turnTimer!.refresh();
     } else {
-      Atomics.store(this.armed, 0, 0);
+      Atomics.store(this.armed, Cell.Armed, 0);
     }
     this.sign(now);
   }
@@ -294,8 +324,8 @@ export class BlockWatch {
     if (pending.sampled) this.pending = NOT_SAMPLED;
     // Armed at the previous sign or now: a request may have been in flight during the gap (a
     // request that arrived during it would have armed the tick before any of its code ran).
-    const requests = this.armedAtSign || this.armed[0] === 1;
-    this.armedAtSign = this.armed[0] === 1;
+    const requests = this.armedAtSign || this.armed[Cell.Armed] === 1;
+    this.armedAtSign = this.armed[Cell.Armed] === 1;
     // How long the loop was held, and how much of that the code needed: time the thread was
     // runnable but not running (more busy threads than cores) is the machine's, not the code's.
     // A stretch is a block when the code's part reaches the threshold (else a starved worker's

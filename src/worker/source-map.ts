@@ -48,3 +48,32 @@ export function originalPosition(
   const src = e.originalSource.startsWith('file://') ? fileURLToPath(e.originalSource) : path.resolve(entry.dir, e.originalSource);
   return { file: src, line: e.originalLine + 1, column: (e.originalColumn ?? 0) + 1 };
 }
+
+/** A call frame at its source position (1-based line and column). */
+export interface SourceFrame {
+  functionName: string;
+  url: string;
+  line: number;
+  column: number;
+}
+
+/**
+ * An inspector call frame (0-based location, script named by id) at its source position: the
+ * TypeScript (or other compiled-from) file when the script has a source map. `script` is what
+ * Debugger.scriptParsed said about the frame's script.
+ */
+export function sourceFrame(
+  f: { functionName: string; url?: string; location: { lineNumber: number; columnNumber?: number } },
+  script: { url: string; sourceMapURL?: string } | undefined,
+): SourceFrame {
+  const url = f.url || script?.url || '<unknown>';
+  const line = f.location.lineNumber + 1;
+  const column = (f.location.columnNumber ?? 0) + 1;
+  const orig = originalPosition(url, line, column, script?.sourceMapURL);
+  return { functionName: f.functionName || '<anonymous>', url: orig?.file ?? url, line: orig?.line ?? line, column: orig?.column ?? column };
+}
+
+/** `fn (file:line:col)`, as in Node's own stacks. */
+export function formatFrame(f: SourceFrame): string {
+  return `${f.functionName} (${f.url}:${f.line}:${f.column})`;
+}

@@ -14,10 +14,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Session } from 'node:inspector';
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { BlockSampler } from './block-sampler';
 import type { SharedWatch } from './block-watch';
-import { originalPosition } from './source-map';
+import { formatFrame, sourceFrame, type SourceFrame } from './source-map';
 
 export interface WatchdogData {
   /** BigInt64Array[0] = Date.now() of the main loop's last beat. */
@@ -34,7 +34,7 @@ export interface CapturedStack {
   pid: number;
   capturedAt: string;
   blockedMs: number;
-  frames: { functionName: string; url: string; line: number; column: number }[];
+  frames: SourceFrame[];
 }
 
 const data = workerData as WatchdogData;
@@ -45,17 +45,9 @@ const beat = new BigInt64Array(data.beat);
  * each wake-up of an idle worker costs CPU (issue 19; it was every 100 ms).
  */
 const CHECK_MS = Math.max(20, Math.min(500, Math.floor(data.captureAfterMs / 2)));
-/**
- * With block detection, while requests are in flight (the main thread's turn tick runs): a quarter
- * of the threshold. A block is then seen overdue (turn tick a quarter, margin a fifth, one check a
- * quarter) and sampled well before it ends.
- */
-const FAST_CHECK_MS = data.blocks ? Math.max(5, Math.floor(data.blocks.thresholdMs / 4)) : CHECK_MS;
 const sampler = data.blocks ? new BlockSampler(data.blocks.shared, data.blocks.thresholdMs) : undefined;
-/** The main thread's 'drover:stop-sampling' (drain): the worker is about to exit. */
-parentPort?.on('message', (m: unknown) => {
-  if ((m as { type?: string } | null)?.type === 'drover:stop-sampling') sampler?.close();
-});
+/** What the thread sleeps on: block detection's arm state (the main thread notifies it on arming and at drain), else a cell nobody changes. */
+const sleepCell = sampler?.armed ?? new Int32Array(new SharedArrayBuffer(4));
 let capturedForBeat = -1n;
 
 function log(level: number, msg: string, extra: Record<string, unknown>): void {
@@ -67,43 +59,36 @@ function log(level: number, msg: string, extra: Record<string, unknown>): void {
   }
 }
 
-function capture(blockedMs: number): void {
+/** Pauses the main thread once and records its stack; settles once the loop was resumed and the stack written. */
+function capture(blockedMs: number): Promise<void> {
   const session = new Session();
   session.connectToMainThread();
   // Call frames name their script by id only; Debugger.enable replays scriptParsed for every
   // loaded script, which gives the id -> file mapping and the source map V8 saw for it.
-  const scripts = new Map<string, { url: string; sourceMapURL: string | undefined }>();
-  session.on('Debugger.scriptParsed', (ev) =>
-    scripts.set(ev.params.scriptId, { url: ev.params.url, sourceMapURL: ev.params.sourceMapURL }),
-  );
-  session.once('Debugger.paused', (ev) => {
-    const raw = ev.params.callFrames.slice(0, 20);
-    // Resume first: mapping reads files, and the main thread should not wait for that.
-    session.post('Debugger.resume', () => {
-      session.post('Debugger.disable', () => session.disconnect());
+  const scripts = new Map<string, { url: string; sourceMapURL?: string }>();
+  session.on('Debugger.scriptParsed', (ev) => scripts.set(ev.params.scriptId, ev.params));
+  return new Promise((resolve) => {
+    session.once('Debugger.paused', (ev) => {
+      const raw = ev.params.callFrames.slice(0, 20);
+      // Resume first: mapping reads files, and the main thread should not wait for that.
+      session.post('Debugger.resume', () => {
+        session.post('Debugger.disable', () => {
+          session.disconnect();
+          resolve();
+        });
+      });
+      const frames = raw.map((f) => sourceFrame(f, scripts.get(f.location.scriptId)));
+      const report: CapturedStack = { pid: process.pid, capturedAt: new Date().toISOString(), blockedMs, frames };
+      const file = path.join(data.runtimeDir, `stack-${process.pid}.json`);
+      try {
+        fs.writeFileSync(file, JSON.stringify(report));
+      } catch {
+        // runtime dir removed (primary exiting): the log line below still carries the stack.
+      }
+      log(40, 'event loop blocked; main-thread stack captured', { blockedMs, stack: frames.map(formatFrame) });
     });
-    const frames = raw.map((f) => {
-      const script = scripts.get(f.location.scriptId);
-      const url = f.url || script?.url || '<unknown>';
-      const line = f.location.lineNumber + 1;
-      const column = (f.location.columnNumber ?? 0) + 1;
-      // Point at the TypeScript (or other compiled-from) source when the file has a source map.
-      const orig = originalPosition(url, line, column, script?.sourceMapURL);
-      return { functionName: f.functionName || '<anonymous>', url: orig?.file ?? url, line: orig?.line ?? line, column: orig?.column ?? column };
-    });
-    const report: CapturedStack = { pid: process.pid, capturedAt: new Date().toISOString(), blockedMs, frames };
-    const file = path.join(data.runtimeDir, `stack-${process.pid}.json`);
-    try {
-      fs.writeFileSync(file, JSON.stringify(report));
-    } catch {
-      // runtime dir removed (primary exiting): the log line below still carries the stack.
-    }
-    log(40, 'event loop blocked; main-thread stack captured', {
-      blockedMs,
-      stack: frames.map((f) => `${f.functionName} (${f.url}:${f.line}:${f.column})`),
-    });
+    session.post('Debugger.enable', () => session.post('Debugger.pause'));
   });
-  session.post('Debugger.enable', () => session.post('Debugger.pause'));
 }
 
 /**
@@ -113,50 +98,67 @@ function capture(blockedMs: number): void {
 const ORPHAN_GRACE_MS = 1500;
 let orphanedAt = 0;
 
-function check(): void {
+/** Whether the primary is gone; kills this worker if it did not drain on its own in time. */
+function orphaned(now: number): boolean {
+  if (process.ppid === data.primaryPid) return false;
   const last = Atomics.load(beat, 0);
-  const blockedMs = last === 0n ? 0 : Date.now() - Number(last);
-  if (process.ppid !== data.primaryPid) {
-    orphanedAt ||= Date.now();
-    if (blockedMs > 1000 || Date.now() - orphanedAt > ORPHAN_GRACE_MS) {
-      log(50, 'primary is gone; worker exits', { primaryPid: data.primaryPid, blockedMs });
-      process.kill(process.pid, 'SIGKILL');
-    }
-    return;
+  const blockedMs = last === 0n ? 0 : now - Number(last);
+  orphanedAt ||= now;
+  if (blockedMs > 1000 || now - orphanedAt > ORPHAN_GRACE_MS) {
+    log(50, 'primary is gone; worker exits', { primaryPid: data.primaryPid, blockedMs });
+    process.kill(process.pid, 'SIGKILL');
   }
-  if (last === 0n) return; // the loop has not beaten yet (still booting)
-  sampler?.check(Date.now());
+  return true;
+}
+
+/** One look; a promise while inspector work it started is under way (it needs this thread's loop). */
+function check(now: number): Promise<void> | undefined {
+  if (orphaned(now)) return undefined;
+  const last = Atomics.load(beat, 0);
+  if (last === 0n) return undefined; // the loop has not beaten yet (still booting)
+  const blockedMs = now - Number(last);
   if (blockedMs >= data.captureAfterMs && capturedForBeat !== last) {
     capturedForBeat = last;
-    capture(blockedMs);
+    return capture(blockedMs);
+  }
+  return sampler?.check(now);
+}
+
+/**
+ * The thread sleeps in a blocking Atomics.wait between looks, not on its event loop: each wake-up
+ * costs CPU (on this project's 2-core VM ~65 µs through Atomics.wait, ~130 µs through a libuv
+ * timer; ADR 0018), and block detection looks ~20 times a second while requests are in flight.
+ * It wakes when the next look is due (the sampler's pace while requests are in flight, else
+ * CHECK_MS), or at once when the main thread arms block detection or drains.
+ */
+function run(): void {
+  for (;;) {
+    let now = Date.now();
+    const state = Atomics.load(sleepCell, 0);
+    const wakeAt = Math.min(now + CHECK_MS, sampler?.nextLookAt(now) ?? Infinity);
+    if (wakeAt > now) Atomics.wait(sleepCell, 0, state, wakeAt - now);
+    now = Date.now();
+    sampler?.tidy(now);
+    const work = check(now);
+    if (work) return awaitWork(work);
   }
 }
 
 /**
- * Checks every FAST_CHECK_MS while the main thread's turn tick is armed, else every CHECK_MS, woken
- * early when it arms (Atomics.waitAsync does not block this thread's loop, which delivers the
- * inspector's replies). An idle worker's watchdog thus wakes no more often than without blocks.
+ * Inspector work (a sample, a stall capture) needs the event loop, which delivers the inspector's
+ * replies: the thread returns to its loop until the work is done. Meanwhile it still looks for a
+ * dead primary on a timer, since a main thread stuck in a native call (a child process run
+ * synchronously) answers the inspector only once that call returns.
  */
-/** Atomics.waitAsync (V8 has it since Node 16; TypeScript's ES2023 lib does not declare it). */
-const waitAsync = (Atomics as unknown as {
-  waitAsync(a: Int32Array, i: number, v: number, ms: number): { async: boolean; value: Promise<unknown> | string };
-}).waitAsync;
-
-function schedule(): void {
-  const armed = sampler?.armed;
-  if (armed && Atomics.load(armed, 0) === 1) return void setTimeout(tick, FAST_CHECK_MS);
-  if (!armed) return void setTimeout(tick, CHECK_MS);
-  const waited = waitAsync(armed, 0, 0, CHECK_MS);
-  if (waited.async) void (waited.value as Promise<unknown>).then(tick);
-  else setImmediate(tick);
+function awaitWork(work: Promise<void>): void {
+  const orphanTimer = setInterval(() => orphaned(Date.now()), CHECK_MS);
+  void work.finally(() => {
+    clearInterval(orphanTimer);
+    setImmediate(run);
+  });
 }
 
-function tick(): void {
-  check();
-  schedule();
-}
-
-// Keeps the thread alive whatever schedule() waits on (a pending waitAsync does not); the main
-// thread unrefs the Worker object, so this never keeps the process alive by itself.
+// Keeps the thread alive while it waits on inspector work in its loop; the main thread unrefs the
+// Worker object, so this never keeps the process alive by itself.
 setInterval(() => {}, 2 ** 30);
-schedule();
+setImmediate(run);

@@ -59,8 +59,6 @@ export function startLoopWatch(cfg: Pick<WorkerConfig, 'stackCaptureAfterMs' | '
       blocks?.beat(nextMs);
     },
     blocks,
-    stopSampling: () => {
-      if (blocks) thread.postMessage({ type: 'drover:stop-sampling' });
-    },
+    stopSampling: () => blocks?.stopSampling(),
   };
 }

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, FIXTURES, run, startDrover, type Drover } from '../../bench/lib/drover';
-import { getJson } from '../helpers/load';
+import { getJson } from '../../bench/lib/load';
 import { parseMetrics, total } from '../../bench/lib/prom';
 
 const APPS = path.join(FIXTURES, 'apps');

@@ -14,65 +14,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
+import { hit, hitMany, type Hit } from '../../bench/lib/load';
 import { statFields } from '../../bench/lib/proc';
 import { FIXTURES, killTree, startDrover, status, waitStatus, type Drover, type Status, type WorkerStatus } from '../../bench/lib/drover';
 
 // ---- helpers ---------------------------------------------------------------------------------
-
-interface Hit {
-  status: number;
-  pid: number | undefined;
-  error: string | undefined;
-  /** performance.now() of this process when the request was started / had its answer. */
-  startedAt: number;
-  endedAt: number;
-  ms: number;
-}
-
-/** One GET on a fresh connection; never rejects (a failure is a Hit with an error). */
-function hit(url: string, timeoutMs = 10_000, agent: http.Agent | false = false): Promise<Hit> {
-  const startedAt = performance.now();
-  return new Promise((resolve) => {
-    let settled = false;
-    const done = (status: number, pid: number | undefined, error: string | undefined) => {
-      if (settled) return;
-      settled = true;
-      const endedAt = performance.now();
-      resolve({ status, pid, error, startedAt, endedAt, ms: endedAt - startedAt });
-    };
-    const req = http.get(url, { agent }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => {
-        let pid: number | undefined;
-        try {
-          pid = (JSON.parse(body) as { pid?: number }).pid;
-        } catch {
-          /* not JSON */
-        }
-        done(res.statusCode ?? 0, pid, res.statusCode === 200 ? undefined : `status ${res.statusCode}`);
-      });
-      res.on('error', (err: NodeJS.ErrnoException) => done(0, undefined, err.code ?? err.message));
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => done(0, undefined, err.code ?? err.message));
-    req.setTimeout(timeoutMs, () => req.destroy(new Error('client timeout')));
-  });
-}
-
-/** `count` calls of `fn`, at most `concurrency` at a time. */
-async function pool<T>(count: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array<T>(count);
-  let next = 0;
-  const lane = async () => {
-    while (next < count) {
-      const i = next++;
-      out[i] = await fn(i);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, lane));
-  return out;
-}
 
 /**
  * Sends `GET /block?ms=…` on its own connection (not awaited by the caller) and finds the worker it
@@ -175,7 +121,7 @@ describe('least-busy dispatch', () => {
     t.diagnostic(`blocked worker pid ${blocked.pid} (slot ${blocked.slot}), dispatched when stale: ${blocked.dispatchedWhenStale}`);
 
     const loadStarted = performance.now();
-    const hits = await pool(200, 8, () => hit(d.url('/ping')));
+    const hits = await hitMany(d.url('/ping'), 200, 8);
     const loadMs = performance.now() - loadStarted;
     const st = await status(d);
     const bw = st.workers.find((w) => w.pid === blocked.pid);
@@ -205,7 +151,7 @@ describe('least-busy dispatch', () => {
     const d = await startDrover({ args: ['--workers', '4', '--worker-timeout', '30s', ...NO_SHEDDING, '--dispatch', 'round-robin'] });
     started.push(d);
     const blocked = await blockOne(d, 3000);
-    const hits = await pool(20, 8, () => hit(d.url('/ping')));
+    const hits = await hitMany(d.url('/ping'), 20, 8);
     const st = await status(d);
     const bw = st.workers.find((w) => w.pid === blocked.pid)!;
     const waited = hits.filter((h) => h.ms > 1000);
@@ -273,7 +219,7 @@ describe('least-busy dispatch', () => {
     started.push(d);
     const before = await status(d);
     const t0 = performance.now();
-    const hits = await pool(800, 8, () => hit(d.url('/ping')));
+    const hits = await hitMany(d.url('/ping'), 800, 8);
     const elapsed = performance.now() - t0;
     const st = await status(d);
 
@@ -380,7 +326,7 @@ describe('least-busy dispatch', () => {
     // Idle keep-alive sockets on the old workers make each drain last the idle grace (2 s), so the
     // draining phase is long enough to see in /status while new connections keep arriving.
     const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 8 });
-    const parked = await pool(8, 8, () => hit(d.url('/ping'), 5000, keepAlive));
+    const parked = await hitMany(d.url('/ping'), 8, 8, 5000, keepAlive);
     assert.deepEqual(errorsOf(parked), {});
 
     const hits: Hit[] = [];
@@ -541,7 +487,7 @@ describe('least-busy dispatch', () => {
       assert.equal(ds.dropped, 0);
       assert.equal(first.filter((h) => h.error === 'client timeout').length, 0, 'no connection was left hanging');
       // Descriptors free again: new connections are served as usual.
-      const after = await pool(20, 4, () => hit(d.url('/ping'), 5000));
+      const after = await hitMany(d.url('/ping'), 20, 4, 5000);
       assert.deepEqual(errorsOf(after), {}, 'every connection after the exhaustion was served');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
@@ -638,7 +584,7 @@ describe('heartbeat pace', () => {
   it('round-robin dispatch reads no heartbeats: the workers stay at the idle interval', async () => {
     const d = await startDrover({ args: ['--workers', '2', '--dispatch', 'round-robin'] });
     started.push(d);
-    const hits = await pool(40, 4, () => hit(d.url('/ping')));
+    const hits = await hitMany(d.url('/ping'), 40, 4);
     const s = await status(d);
     assert.deepEqual(errorsOf(hits), {});
     assert.equal(s.drover.heartbeat.pace, 'idle');

@@ -11,16 +11,16 @@ import * as path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { helperThreadsStarted, httpGetSync } from '../../src/demo/sync-http';
 import { ROOT, startDrover, type Drover } from '../../bench/lib/drover';
-import { sendMany } from '../helpers/load';
+import { sendMany } from '../../bench/lib/load';
 import { startUpstream, timedGet, type Upstream } from '../../bench/lib/upstream';
 
 /**
  * One worker, a 30 s watchdog and no load shedding: these tests hold the loop on purpose and
  * measure what that does; the watchdog would replace the worker and the pressure gate would
  * answer 503 to the requests queued behind a block, hiding the effect being measured. Block
- * detection off: the CPU test measures what a call costs, and with requests in flight block
- * detection wakes the worker ~80 times a second (its turn tick and the watchdog's check; ADR 0018
- * records that cost as open), which put one CI run at the bound (60 ms for a 1 s call).
+ * detection off: the CPU test measures what a call costs, and while requests wait on I/O block
+ * detection wakes the worker ~60 times a second (its turn tick and the watchdog's looks; ADR
+ * 0018), which put one CI run at the bound (60 ms for a 1 s call) when it was 80.
  */
 const DROVER_ARGS = ['--workers', '1', '--worker-timeout', '30s', '--shed-loop-delay', '0ms', '--block-threshold', '0ms'];
 const MODES = ['async', 'blocking', 'offload'] as const;

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, FIXTURES, ROOT, alive, run, startDrover, type Drover, type LogLine } from '../../bench/lib/drover';
-import { getJson } from '../helpers/load';
+import { getJson } from '../../bench/lib/load';
 import type { Status } from '../../src/primary/control-server';
 import type { BlockingRoute } from '../../src/protocol';
 

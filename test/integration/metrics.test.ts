@@ -4,7 +4,7 @@ import { after, describe, it } from 'node:test';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { FIXTURES, ROOT, startDrover, type Drover } from '../../bench/lib/drover';
-import { sendMany } from '../helpers/load';
+import { sendMany } from '../../bench/lib/load';
 import { parseMetrics, series, total } from '../../bench/lib/prom';
 
 async function scrape(d: Drover): Promise<{ text: string; ms: number }> {

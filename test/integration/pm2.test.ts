@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ROOT, alive, freePort, run, type Status } from '../../bench/lib/drover';
-import { getJson } from '../helpers/load';
+import { getJson } from '../../bench/lib/load';
 
 const PM2 = path.join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
 

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { FIXTURES, alive, startDrover, type Drover } from '../../bench/lib/drover';
-import { getJson, loadUntil, sendMany } from '../helpers/load';
+import { getJson, loadUntil, sendMany } from '../../bench/lib/load';
 import { listeningPorts } from '../../bench/lib/proc';
 
 const tmp = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdir(), prefix));

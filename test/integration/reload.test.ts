@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, FIXTURES, run, startDrover, type Drover } from '../../bench/lib/drover';
-import { getJson, loadUntil } from '../helpers/load';
+import { getJson, loadUntil } from '../../bench/lib/load';
 
 describe('zero-downtime rolling reload', () => {
   const started: Drover[] = [];

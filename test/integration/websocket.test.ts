@@ -9,7 +9,7 @@ import { after, describe, it } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import WebSocket from 'ws';
 import { FIXTURES, startDrover, type Drover, type WorkerStatus } from '../../bench/lib/drover';
-import { getJson, loadUntil } from '../helpers/load';
+import { getJson, loadUntil } from '../../bench/lib/load';
 import { parseMetrics, total } from '../../bench/lib/prom';
 
 const WS_APP = path.join(FIXTURES, 'ws-app.js');

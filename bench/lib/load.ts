@@ -1,0 +1,752 @@
+/**
+ * The load generator of the bench suites and the tests. Two shapes, one request function:
+ *
+ * - `openLoop`: wrk2-style. Request i is due at t0 + i / rate whatever the server does (closed-loop
+ *   tools send less exactly when it matters), and latency counts from the due time, so time spent
+ *   queued behind a stall is in the numbers.
+ * - `lanes`: closed loop. Each lane sends its next request once the previous one answered, on a
+ *   keep-alive connection, a new connection per request, or fetch (undici's own pool); for a
+ *   duration, a number of requests, or until stopped. With `rate`, each lane also keeps its own pace
+ *   (rate / lanes), and latency counts from the due time too.
+ *
+ * `closedLoop` (autocannon) stays for the saturation measurements: it sends faster than a node:http
+ * client can. The rest of this file are the result shapes the suites and tests read.
+ */
+import autocannon from 'autocannon';
+import * as http from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type * as hdr from 'hdr-histogram-js';
+import { newHistogram, summarize, type Summary } from './stats';
+
+export type Via = 'keepalive' | 'fresh' | 'fetch';
+
+export interface Req {
+  url: string;
+  method?: string;
+  body?: string | Buffer;
+  headers?: http.OutgoingHttpHeaders;
+}
+
+export interface SendOptions {
+  /** An agent (keep-alive pool), false (a new connection), or 'fetch'. */
+  agent?: http.Agent | false | 'fetch';
+  /** Idle time after which the request is given up (`timedOut`); none by default. */
+  timeoutMs?: number;
+  /** The error a timed-out request reports (default 'client timeout'). */
+  timeoutLabel?: string;
+  /** Read the body for the serving worker's `pid` (the test apps answer with it); else discard it. */
+  readBody?: boolean;
+  onSocket?: (s: Socket) => void;
+}
+
+export interface Answer {
+  /** Undefined when there was no (complete) answer. */
+  status?: number;
+  /** An error code, message, or the timeout label. */
+  error?: string;
+  timedOut?: boolean;
+  pid?: number;
+  endedAt: number;
+}
+
+const pidOf = new WeakMap<Socket, number>();
+
+/** The worker a keep-alive socket is known to be on (from an earlier answer on it). */
+export function socketPid(socket: Socket): number | undefined {
+  return pidOf.get(socket);
+}
+
+function pidIn(body: string): number | undefined {
+  if (!body.startsWith('{')) return undefined;
+  try {
+    const pid = (JSON.parse(body) as { pid?: unknown }).pid;
+    return typeof pid === 'number' ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const errorLabel = (err: unknown): string => {
+  const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  return String(e.cause?.code ?? e.code ?? e.message);
+};
+
+/** One request; never rejects (a failure is an answer with an `error`). */
+export function send(r: Req, o: SendOptions = {}): Promise<Answer> {
+  const agent = o.agent ?? false;
+  if (agent === 'fetch') return viaFetch(r, o);
+  return new Promise((resolve) => {
+    let settled = false;
+    let timedOut = false;
+    const done = (a: Omit<Answer, 'endedAt'>) => {
+      if (settled) return;
+      settled = true;
+      resolve({ ...a, endedAt: performance.now() });
+    };
+    const fail = (err: unknown) => done({ error: errorLabel(err), ...(timedOut ? { timedOut } : {}) });
+    const req = http.request(r.url, { method: r.method ?? 'GET', agent, headers: r.headers }, (res) => {
+      let body = '';
+      if (o.readBody) res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      else res.resume();
+      res.on('end', () => {
+        const pid = o.readBody ? pidIn(body) : undefined;
+        if (pid !== undefined && req.socket) pidOf.set(req.socket, pid);
+        done({ status: res.statusCode ?? 0, pid });
+      });
+      res.on('error', fail);
+    });
+    if (o.onSocket) req.on('socket', o.onSocket);
+    req.on('error', fail);
+    if (o.timeoutMs !== undefined) {
+      req.setTimeout(o.timeoutMs, () => {
+        timedOut = true;
+        req.destroy(new Error(o.timeoutLabel ?? 'client timeout'));
+      });
+    }
+    req.end(r.body);
+  });
+}
+
+async function viaFetch(r: Req, o: SendOptions): Promise<Answer> {
+  try {
+    const res = await fetch(r.url, {
+      method: r.method ?? 'GET',
+      body: r.body,
+      headers: r.headers as Record<string, string> | undefined,
+      signal: o.timeoutMs !== undefined ? AbortSignal.timeout(o.timeoutMs) : undefined,
+    });
+    const pid = pidIn(await res.text());
+    return { status: res.status, pid, endedAt: performance.now() };
+  } catch (err) {
+    return { error: errorLabel(err), endedAt: performance.now() };
+  }
+}
+
+/** One request as a lane saw it. */
+export interface Sent extends Partial<Answer> {
+  /** Its place over all lanes, in sending order. */
+  i: number;
+  lane: number;
+  via: Via;
+  url: string;
+  /** When it was due (its send time when the lanes keep no pace). */
+  due: number;
+  sentAt: number;
+  /** The worker the socket was known to be on when the request went out (keep-alive reuse). */
+  socketPid?: number;
+}
+
+export interface Lane {
+  id: number;
+  via: Via;
+  agent: http.Agent | false | 'fetch';
+  busy: boolean;
+  socket?: Socket;
+}
+
+export interface LanesOptions extends Omit<SendOptions, 'agent' | 'onSocket'> {
+  keepAlive?: number;
+  fresh?: number;
+  fetch?: number;
+  /** The keep-alive lanes share this pool (not destroyed at the end); default: one connection each. */
+  agent?: http.Agent;
+  /** Stop after this long, or after `amount` requests over all lanes; otherwise at `stop()`. */
+  durationS?: number;
+  amount?: number;
+  /** Requests per second over all lanes, each lane at its own pace (staggered); none: back to back. */
+  rate?: number;
+  /** GET this URL, or: the request to send (`i` over all lanes, `n` the lane's own count). */
+  url?: string;
+  next?: (i: number, lane: number, n: number) => Req;
+  /** While it returns a promise, lanes wait on it before sending (then their pace restarts from now). */
+  paused?: () => Promise<void> | undefined;
+  onSend?: (s: Sent) => void;
+  onAnswer: (s: Sent) => void;
+}
+
+export interface Lanes {
+  readonly lanes: Lane[];
+  stop(): void;
+  /** Resolves once every lane has stopped, with the seconds they ran. */
+  readonly done: Promise<number>;
+}
+
+export function lanes(o: LanesOptions): Lanes {
+  const all: Lane[] = [];
+  const add = (count: number | undefined, via: Via) => {
+    for (let k = 0; k < (count ?? 0); k++) {
+      // A keep-alive lane of its own keeps one socket, so the worker it is on is known.
+      const agent = via === 'fetch' ? 'fetch' : via === 'fresh' ? false : (o.agent ?? new http.Agent({ keepAlive: true, maxSockets: 1 }));
+      all.push({ id: all.length, via, agent, busy: false });
+    }
+  };
+  add(o.keepAlive, 'keepalive');
+  add(o.fresh, 'fresh');
+  add(o.fetch, 'fetch');
+  const started = performance.now();
+  const until = o.durationS !== undefined ? started + o.durationS * 1000 : Infinity;
+  let stopped = false;
+  let issued = 0;
+  const more = () => !stopped && performance.now() < until && (o.amount === undefined || issued < o.amount);
+  const period = o.rate ? (1000 * all.length) / o.rate : 0;
+  const run = async (lane: Lane) => {
+    let due = started + (period * lane.id) / all.length;
+    for (let n = 0; more(); n++) {
+      if (period) {
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+      const paused = o.paused?.();
+      if (paused) {
+        await paused;
+        due = performance.now();
+      }
+      if (!more()) break;
+      const i = issued++;
+      const req = o.next?.(i, lane.id, n) ?? { url: o.url! };
+      const sentAt = performance.now();
+      const s: Sent = { i, lane: lane.id, via: lane.via, url: req.url, due: period ? due : sentAt, sentAt };
+      o.onSend?.(s);
+      lane.busy = true;
+      const onSocket = (sock: Socket) => {
+        s.socketPid = socketPid(sock);
+        lane.socket = sock;
+      };
+      Object.assign(s, await send(req, { ...o, agent: lane.agent, onSocket }));
+      lane.busy = false;
+      o.onAnswer(s);
+      // A late lane sends at once but does not burst to catch up.
+      if (period) due = Math.max(due + period, performance.now() - period);
+    }
+  };
+  const done = Promise.all(all.map(run)).then(() => {
+    for (const l of all) if (l.agent && l.agent !== 'fetch' && l.agent !== o.agent) l.agent.destroy();
+    return (performance.now() - started) / 1000;
+  });
+  return { lanes: all, stop: () => (stopped = true), done };
+}
+
+// ---- open loop --------------------------------------------------------------------------------
+
+export interface OpenLoopOptions {
+  url: string;
+  /** Requests per second, sent on a fixed schedule whatever the server does. */
+  rate: number;
+  durationMs: number;
+  /** true: a pool of keep-alive connections (`connections`); false: a new connection per request. */
+  keepAlive: boolean;
+  connections?: number;
+  /** A request not answered this long after its intended send time counts as never completed. */
+  timeoutMs?: number;
+  /** POST this body (JSON) instead of a GET. */
+  body?: Buffer;
+  /**
+   * Send through this agent instead of one of our own (a pool shared with other clients, as a
+   * proxy's upstream pool is); it is not destroyed at the end. Overrides keepAlive/connections.
+   */
+  agent?: http.Agent;
+  /** Count completed requests slower than this (from the intended send time) in `slow`. */
+  slowMs?: number;
+}
+
+export interface OpenLoopResult {
+  /** Latency from the *intended* send time (coordinated omission corrected), µs. */
+  latency: hdr.Histogram;
+  /** Latency from the actual send time (what a closed-loop tool reports), µs. */
+  serviceTime: hdr.Histogram;
+  planned: number;
+  completed: number;
+  errors: number;
+  neverCompleted: number;
+  /** Completed requests slower than `slowMs` (0 without it). */
+  slow: number;
+  statuses: Record<string, number>;
+}
+
+const us = (ms: number) => Math.max(1, Math.round(ms * 1000));
+
+export function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
+  const r: OpenLoopResult = {
+    latency: newHistogram(), serviceTime: newHistogram(), planned: Math.floor((o.rate * o.durationMs) / 1000),
+    completed: 0, errors: 0, neverCompleted: 0, slow: 0, statuses: {},
+  };
+  const ownAgent = o.agent ? undefined : o.keepAlive ? new http.Agent({ keepAlive: true, maxSockets: o.connections ?? 10 }) : undefined;
+  const agent = o.agent ?? ownAgent ?? false;
+  const req: Req = o.body
+    ? { url: o.url, method: 'POST', body: o.body, headers: { 'content-type': 'application/json', 'content-length': o.body.length } }
+    : { url: o.url };
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const period = 1000 / o.rate;
+  let issued = 0;
+  let outstanding = 0;
+  return new Promise((resolve) => {
+    const t0 = performance.now() + 5;
+    const fire = (due: number) => {
+      outstanding++;
+      const sentAt = performance.now();
+      void send(req, { agent, timeoutMs: Math.max(1, due + timeoutMs - sentAt) }).then((a) => {
+        outstanding--;
+        if (a.timedOut) r.neverCompleted++;
+        else if (a.status === 200) {
+          r.completed++;
+          r.latency.recordValue(us(a.endedAt - due));
+          if (o.slowMs !== undefined && a.endedAt - due > o.slowMs) r.slow++;
+          r.serviceTime.recordValue(us(a.endedAt - sentAt));
+        } else if (a.status === undefined) r.errors++;
+        if (a.status !== undefined) r.statuses[a.status] = (r.statuses[a.status] ?? 0) + 1;
+        maybeEnd();
+      });
+    };
+    const tick = setInterval(() => {
+      const now = performance.now();
+      while (issued < r.planned && t0 + issued * period <= now) fire(t0 + issued++ * period);
+      if (issued >= r.planned) {
+        clearInterval(tick);
+        maybeEnd();
+      }
+    }, 1);
+    let ended = false;
+    function maybeEnd() {
+      if (ended || issued < r.planned || outstanding > 0) return;
+      ended = true;
+      ownAgent?.destroy();
+      resolve(r);
+    }
+  });
+}
+
+// ---- closed loops: autocannon for saturation, node:http lanes for the rest ----------------------
+
+export interface ClosedLoopResult {
+  requests: number;
+  reqPerSec: number;
+  errors: number;
+  non2xx: number;
+  /** What went wrong, with counts: `status 503`, an error code such as `ECONNRESET`, or `request timed out`. */
+  failureKinds: Record<string, number>;
+  /** Every response's time, µs (autocannon's own percentiles have no p95). */
+  latency: hdr.Histogram;
+  durationS: number;
+}
+
+/**
+ * autocannon, closed loop: `connections` keep-alive connections each send as fast as answered
+ * (for `durationS`, or until `amount` requests); with `rate`, no faster than that many requests
+ * per second over all connections.
+ */
+export async function closedLoop(o: { url: string; connections: number; durationS: number; method?: string; body?: string; amount?: number; timeoutS?: number; rate?: number }): Promise<ClosedLoopResult> {
+  const latency = newHistogram();
+  const failureKinds: Record<string, number> = {};
+  const count = (kind: string) => addFailures(failureKinds, { [kind]: 1 });
+  // Without a callback autocannon returns an emitter that is also a promise of the result.
+  const instance = autocannon({
+    url: o.url, connections: o.connections, duration: o.durationS, amount: o.amount, timeout: o.timeoutS, method: (o.method ?? 'GET') as 'GET', body: o.body,
+    overallRate: o.rate,
+  }) as unknown as Promise<autocannon.Result> & import('node:events').EventEmitter;
+  instance.on('response', (_client: unknown, status: number, _bytes: number, responseTime: number) => {
+    latency.recordValue(us(responseTime));
+    if (status < 200 || status > 299) count(`status ${status}`);
+  });
+  // A timeout arrives here too, as an error without a code ('request timed out').
+  instance.on('reqError', (err: NodeJS.ErrnoException) => count(err.code ?? err.message));
+  const res = await instance;
+  return {
+    requests: res.requests.total,
+    reqPerSec: res.requests.total / (res.duration || o.durationS),
+    errors: res.errors, // autocannon's count of errors already includes its timeouts
+    non2xx: res.non2xx,
+    failureKinds,
+    latency,
+    durationS: res.duration,
+  };
+}
+
+/**
+ * Closed loop with a new connection per request: `connections` lanes, for `durationS` or until
+ * `amount` requests. autocannon cannot do this faithfully (its reconnects drop responses from its
+ * counts), and it is what dispatch costs are about.
+ */
+export async function freshLoop(o: { url: string; connections: number; durationS: number; amount?: number }): Promise<ClosedLoopResult> {
+  const r: ClosedLoopResult = { requests: 0, reqPerSec: 0, errors: 0, non2xx: 0, failureKinds: {}, latency: newHistogram(), durationS: 0 };
+  const count = (kind: string) => addFailures(r.failureKinds, { [kind]: 1 });
+  r.durationS = await lanes({
+    fresh: o.connections, url: o.url, ...(o.amount === undefined ? { durationS: o.durationS } : { amount: o.amount }),
+    onAnswer: (s) => {
+      if (s.status === undefined) {
+        r.errors++;
+        return count(s.error!);
+      }
+      r.requests++;
+      if (s.status !== 200) {
+        r.non2xx++;
+        count(`status ${s.status}`);
+      }
+      r.latency.recordValue(us(s.endedAt! - s.sentAt));
+    },
+  }).done;
+  r.reqPerSec = r.requests / r.durationS;
+  return r;
+}
+
+/** Adds one run's failure kinds into a running tally (for results merged over windows or rounds). */
+export function addFailures(into: Record<string, number>, from: Record<string, number>): Record<string, number> {
+  for (const [kind, n] of Object.entries(from)) into[kind] = (into[kind] ?? 0) + n;
+  return into;
+}
+
+/** A row's `failed` text: undefined when nothing failed, else the count and each kind, e.g. `2 failed requests (status 503 ×1, ECONNRESET ×1)`. */
+export function describeFailures(kinds: Record<string, number>): string | undefined {
+  const entries = Object.entries(kinds);
+  const total = entries.reduce((a, [, n]) => a + n, 0);
+  if (total === 0) return undefined;
+  return `${total} failed requests (${entries.map(([k, n]) => `${k} ×${n}`).join(', ')})`;
+}
+
+export interface UsersResult {
+  requests: number;
+  failures: number;
+  /** Failure kinds with counts (status codes, timeouts, connection errors). */
+  failureKinds: Record<string, number>;
+  latency: hdr.Histogram;
+  durationS: number;
+}
+
+/**
+ * `users` simulated users, each sending its next request when the previous one answered (as
+ * locust did in the S1 and S2 reports), on keep-alive connections, for `durationS`. A request
+ * that takes longer than `timeoutMs` is a failure (the user gives up), as are non-2xx answers.
+ */
+export async function runUsers(o: { users: number; durationS: number; timeoutMs: number; request: (user: number, i: number) => { method: string; url: string; body?: string } }): Promise<UsersResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: o.users });
+  const r: UsersResult = { requests: 0, failures: 0, failureKinds: {}, latency: newHistogram(), durationS: 0 };
+  const fail = (kind: string) => {
+    r.failures++;
+    addFailures(r.failureKinds, { [kind]: 1 });
+  };
+  r.durationS = await lanes({
+    keepAlive: o.users, agent, durationS: o.durationS, timeoutMs: o.timeoutMs, timeoutLabel: 'timeout',
+    next: (_, user, n) => {
+      const spec = o.request(user, n);
+      return { ...spec, headers: spec.body ? { 'content-type': 'application/json' } : {} };
+    },
+    onAnswer: (s) => {
+      r.requests++;
+      if (s.status === undefined) return fail(s.error!);
+      r.latency.recordValue(us(s.endedAt! - s.sentAt));
+      if (s.status >= 400) fail(`status ${s.status}`);
+    },
+  }).done;
+  agent.destroy();
+  return r;
+}
+
+export interface LoadResult {
+  ok: number;
+  failed: number;
+  /** Failure descriptions (status codes or error codes) with counts. */
+  errors: Record<string, number>;
+  /** Worker pids seen in responses (demo /ping answers with its pid). */
+  pids: Set<number>;
+}
+
+/** Closed-loop load until `stop` resolves, on shared keep-alive connections (`keepAlive`), new ones (`fresh`) and fetch. */
+export async function loadUntil(url: string, stop: Promise<unknown>, o: { keepAlive?: number; fresh?: number; fetchLoops?: number }): Promise<LoadResult> {
+  const result: LoadResult = { ok: 0, failed: 0, errors: {}, pids: new Set() };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const run = lanes({
+    keepAlive: o.keepAlive, fresh: o.fresh, fetch: o.fetchLoops, agent, url, readBody: true, timeoutMs: 10_000,
+    onAnswer: (s) => {
+      if (s.status === 200) {
+        result.ok++;
+        if (s.pid) result.pids.add(s.pid);
+        return;
+      }
+      result.failed++;
+      addFailures(result.errors, { [s.status !== undefined ? `status ${s.status}` : s.error!]: 1 });
+    },
+  });
+  void stop.finally(run.stop);
+  await run.done;
+  agent.destroy();
+  return result;
+}
+
+export interface ManyResult {
+  ok: number;
+  failed: number;
+  statuses: Record<string, number>;
+  /** Responses per worker pid (from the JSON body's `pid`). */
+  byPid: Map<number, number>;
+}
+
+/** Exactly `n` requests, `concurrency` at a time, each on a new connection unless `keepAlive`; ok = below 500. */
+export async function sendMany(url: string | ((i: number) => string), n: number, o: { method?: string; concurrency?: number; keepAlive?: boolean } = {}): Promise<ManyResult> {
+  const result: ManyResult = { ok: 0, failed: 0, statuses: {}, byPid: new Map() };
+  const agent = o.keepAlive ? new http.Agent({ keepAlive: true }) : undefined;
+  const lanesN = Math.min(n, o.concurrency ?? 8);
+  await lanes({
+    ...(agent ? { keepAlive: lanesN, agent } : { fresh: lanesN }), amount: n, readBody: true,
+    next: (i) => ({ url: typeof url === 'function' ? url(i) : url, method: o.method ?? 'GET' }),
+    onAnswer: (s) => {
+      if (s.status === undefined) return void result.failed++;
+      result.statuses[s.status] = (result.statuses[s.status] ?? 0) + 1;
+      if (s.status < 500) result.ok++;
+      else result.failed++;
+      if (s.pid) result.byPid.set(s.pid, (result.byPid.get(s.pid) ?? 0) + 1);
+    },
+  }).done;
+  agent?.destroy();
+  return result;
+}
+
+export interface Hit {
+  status: number;
+  pid: number | undefined;
+  /** `status N` for an answer other than 200, else the error. */
+  error: string | undefined;
+  /** performance.now() of this process when the request was started / had its answer. */
+  startedAt: number;
+  endedAt: number;
+  ms: number;
+}
+
+const toHit = (a: Answer, startedAt: number): Hit => ({
+  status: a.status ?? 0, pid: a.pid, error: a.error ?? (a.status === 200 ? undefined : `status ${a.status}`), startedAt, endedAt: a.endedAt, ms: a.endedAt - startedAt,
+});
+
+/** One GET (a new connection unless `agent`), read for its pid; never rejects. */
+export async function hit(url: string, timeoutMs = 10_000, agent: http.Agent | false = false): Promise<Hit> {
+  const startedAt = performance.now();
+  return toHit(await send({ url }, { agent, timeoutMs, readBody: true }), startedAt);
+}
+
+/** `count` hits, at most `concurrency` at a time, in the order sent. */
+export async function hitMany(url: string, count: number, concurrency: number, timeoutMs = 10_000, agent?: http.Agent): Promise<Hit[]> {
+  const out = new Array<Hit>(count);
+  await lanes({
+    ...(agent ? { keepAlive: concurrency, agent } : { fresh: concurrency }), amount: count, url, timeoutMs, readBody: true,
+    onAnswer: (s) => (out[s.i] = toHit(s as Answer, s.sentAt)),
+  }).done;
+  return out;
+}
+
+// ---- paced lanes with phases, for the reliability cases -----------------------------------------
+
+export interface RequestSpec {
+  method?: string;
+  path: string;
+  body?: string;
+  contentType?: string;
+}
+
+export interface PhaseFigures extends Summary {
+  name: string;
+  ok: number;
+  failed: number;
+  reqPerSec: number;
+}
+
+export interface LoadFigures {
+  /** Requests per second the client aimed at. */
+  targetPerSec: number;
+  /** Requests per second actually completed while the case ran. */
+  reqPerSec: number;
+  requests: number;
+  failed: number;
+  /** Failures by status or error code. */
+  errors: Record<string, number>;
+  /** Lanes by kind (keep-alive, new connection, fetch). */
+  lanes?: Record<string, number>;
+  /** Figures per phase of the case (before / during / after the fault), latency from due time. */
+  phases?: { name: string; ok: number; failed: number; reqPerSec: number; medianMs: number; p99Ms: number; maxMs: number }[];
+}
+
+interface Phase {
+  name: string;
+  latency: hdr.Histogram;
+  ok: number;
+  failed: number;
+  startedAt: number;
+  endedAt?: number;
+}
+
+/**
+ * Rate-limited lanes for the reliability cases: on this 2-core machine a load that sends as fast
+ * as answers come back would leave nothing for the replacement worker to boot with, so the rate
+ * is held ("a few hundred to ~1,000 req/s") and the achieved rate reported. Each request remembers
+ * which worker its socket was on when it was sent, so that after a worker is killed the failures
+ * can be checked against what was on that worker (`exposure`). Figures are per phase.
+ */
+export class PacedLoad {
+  readonly failures: Sent[] = [];
+  /** Answers by status code (and error code for requests with no answer). */
+  readonly statuses: Record<string, number> = {};
+  readonly inflight = new Set<Sent>();
+  ok = 0;
+  failed = 0;
+  /** Every answered request, any status (what the workers should have counted). */
+  answered = 0;
+  readonly pids = new Map<number, number>();
+  /** performance.now() of the first answer from each pid. */
+  readonly firstSeenAt = new Map<number, number>();
+  private run: Lanes | undefined;
+  private readonly phases: Phase[] = [];
+  private readonly phaseOf = new WeakMap<Sent, Phase>();
+  private paused: Promise<void> | undefined;
+  private unpause: (() => void) | undefined;
+  private drained: (() => void) | undefined;
+  private startedAt = 0;
+  private pausedMs = 0;
+  private pausedAt = 0;
+
+  constructor(private readonly o: { base: string; rate: number; lanes: { keepAlive?: number; fresh?: number; fetch?: number }; next?: () => RequestSpec; timeoutMs?: number }) {}
+
+  start(phase = 'load'): this {
+    this.startedAt = performance.now();
+    this.beginPhase(phase);
+    this.run = lanes({
+      ...this.o.lanes, rate: this.o.rate, timeoutMs: this.o.timeoutMs ?? 10_000, timeoutLabel: 'CLIENT_TIMEOUT', readBody: true,
+      next: () => {
+        const spec = this.o.next?.() ?? { path: '/ping' };
+        const headers = spec.body !== undefined ? { 'content-type': spec.contentType ?? 'application/json', 'content-length': String(Buffer.byteLength(spec.body)) } : undefined;
+        return { url: `${this.o.base}${spec.path}`, method: spec.method, body: spec.body, headers };
+      },
+      paused: () => this.paused,
+      onSend: (s) => {
+        this.phaseOf.set(s, this.phases[this.phases.length - 1]!);
+        this.inflight.add(s);
+      },
+      onAnswer: (s) => {
+        this.inflight.delete(s);
+        this.record(s);
+        if (this.paused && this.inflight.size === 0) this.drained?.();
+      },
+    });
+    return this;
+  }
+
+  /** Starts a new latency phase (e.g. "attack"); figures are per phase. */
+  beginPhase(name: string): void {
+    const now = performance.now();
+    const cur = this.phases[this.phases.length - 1];
+    if (cur) cur.endedAt = now;
+    this.phases.push({ name, latency: newHistogram(), ok: 0, failed: 0, startedAt: now });
+  }
+
+  phaseFigures(): PhaseFigures[] {
+    return this.phases.map((p) => {
+      const secs = ((p.endedAt ?? performance.now()) - p.startedAt) / 1000;
+      return { name: p.name, ok: p.ok, failed: p.failed, reqPerSec: Math.round((p.ok + p.failed) / Math.max(secs, 0.001)), ...summarize(p.latency) };
+    });
+  }
+
+  /** Stops sending and resolves once nothing is in flight. */
+  pause(): Promise<void> {
+    if (!this.paused) {
+      this.pausedAt = performance.now();
+      this.paused = new Promise((r) => (this.unpause = r));
+    }
+    if (this.inflight.size === 0) return Promise.resolve();
+    return new Promise((r) => (this.drained = r));
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.pausedMs += performance.now() - this.pausedAt;
+    this.paused = undefined;
+    this.unpause?.();
+  }
+
+  /**
+   * What a dying worker could take down with it, as this client sees it at this instant: requests
+   * in flight on sockets known to be on `pid`, requests in flight whose socket's worker is not known
+   * yet (a new connection, not answered yet: it may be on `pid`), and idle keep-alive sockets on
+   * `pid` (the next request on each may meet the reset).
+   */
+  exposure(pid: number): { inFlightOnIt: number; inFlightUnknown: number; idleOnIt: number; bound: number } {
+    const lanesNow = this.run?.lanes ?? [];
+    const lanePid = (id: number) => {
+      const s = lanesNow[id]?.socket;
+      return s && !s.destroyed ? socketPid(s) : undefined;
+    };
+    let inFlightOnIt = 0;
+    let inFlightUnknown = 0;
+    for (const s of this.inflight) {
+      const on = s.socketPid ?? (s.via === 'keepalive' ? lanePid(s.lane) : undefined);
+      if (on === pid) inFlightOnIt++;
+      else if (on === undefined) inFlightUnknown++;
+    }
+    let idleOnIt = 0;
+    for (const l of lanesNow) if (!l.busy && l.socket && !l.socket.destroyed && socketPid(l.socket) === pid) idleOnIt++;
+    return { inFlightOnIt, inFlightUnknown, idleOnIt, bound: inFlightOnIt + inFlightUnknown + idleOnIt };
+  }
+
+  /**
+   * Failures that `exposure` did not account for: a failed request is explained if it was in
+   * flight at `at` on that worker's socket or an unknown one, or was the next request on an idle
+   * socket of that worker.
+   */
+  unexplainedFailures(pid: number, at: number): Sent[] {
+    return this.failures.filter((s) => {
+      if (s.sentAt <= at) return !(s.socketPid === pid || s.socketPid === undefined);
+      return s.socketPid !== pid;
+    });
+  }
+
+  async stop(): Promise<LoadFigures & { lanes: Record<Via, number>; phases: PhaseFigures[] }> {
+    this.run?.stop();
+    this.resume();
+    await this.run?.done;
+    const stoppedAt = performance.now();
+    const cur = this.phases[this.phases.length - 1];
+    if (cur) cur.endedAt = stoppedAt;
+    const secs = (stoppedAt - this.startedAt - this.pausedMs) / 1000;
+    const errors: Record<string, number> = {};
+    for (const f of this.failures) addFailures(errors, { [f.error ?? `status ${f.status}`]: 1 });
+    const lanesByVia = { keepalive: 0, fresh: 0, fetch: 0 };
+    for (const l of this.run?.lanes ?? []) lanesByVia[l.via]++;
+    return {
+      targetPerSec: this.o.rate,
+      reqPerSec: Math.round((this.ok + this.failed) / Math.max(secs, 0.001)),
+      requests: this.ok + this.failed,
+      failed: this.failed,
+      errors,
+      lanes: lanesByVia,
+      phases: this.phaseFigures(),
+    };
+  }
+
+  private record(s: Sent): void {
+    const phase = this.phaseOf.get(s)!;
+    const key = s.status !== undefined ? String(s.status) : s.error!;
+    this.statuses[key] = (this.statuses[key] ?? 0) + 1;
+    if (s.status !== undefined) this.answered++;
+    if (s.pid !== undefined) {
+      this.pids.set(s.pid, (this.pids.get(s.pid) ?? 0) + 1);
+      if (!this.firstSeenAt.has(s.pid)) this.firstSeenAt.set(s.pid, s.endedAt!);
+    }
+    if (s.error !== undefined || (s.status ?? 0) >= 500) {
+      this.failed++;
+      phase.failed++;
+      this.failures.push(s);
+      return;
+    }
+    this.ok++;
+    phase.ok++;
+    phase.latency.recordValue(us(s.endedAt! - s.due));
+  }
+}
+
+/** GET (or `init`) through fetch, the body parsed as JSON when it is JSON. */
+export async function getJson<T = Record<string, unknown>>(url: string, init?: RequestInit): Promise<{ status: number; body: T; headers: Headers }> {
+  const res = await fetch(url, init);
+  const text = await res.text();
+  let body: T;
+  try {
+    body = JSON.parse(text) as T;
+  } catch {
+    body = text as unknown as T;
+  }
+  return { status: res.status, body, headers: res.headers };
+}
