@@ -9,15 +9,24 @@ export type ShedReason = (typeof SHED_REASONS)[number];
 
 /** How often the sensor samples; its delay figure is the mean over one sample. */
 const SAMPLE_INTERVAL_MS = 250;
+/**
+ * The period of the sensor's delay histogram. under-pressure asks for 10 ms, and each reading is
+ * a timer wake-up of the worker: 100 a second while requests come, ~11 ms of CPU per second per
+ * worker on this project's VM (a wake-up costs ~0.1 ms here; issue 19). At 50 ms a sample still
+ * holds 5 readings. under-pressure subtracts its own 10 ms from the histogram's mean; loopDelay
+ * takes off the rest.
+ */
+const SENSOR_RESOLUTION_MS = 50;
+const UNDER_PRESSURE_RESOLUTION_MS = 10;
 const RETRY_AFTER_S = 1;
 /**
  * @fastify/under-pressure, loaded so that drover sees the delay histogram it creates: 9.2 starts
  * a `monitorEventLoopDelay({ resolution: 10 })` at registration and never disables it (its
- * onClose clears only its timers), so a closed sensor would go on waking the worker 100 times a
- * second, and each restart would add one more. The plugin takes `monitorEventLoopDelay` from
+ * onClose clears only its timers), so a closed sensor would go on waking the worker, and each
+ * restart would add one more histogram. The plugin takes `monitorEventLoopDelay` from
  * `node:perf_hooks` when it is first loaded: for that one require, the export is a wrapper that
- * reports each histogram to `onHistogram`; the export itself is put back at once, so the app's
- * own calls are untouched.
+ * creates the histogram at SENSOR_RESOLUTION_MS and reports it to `onHistogram`; the export
+ * itself is put back at once, so the app's own calls are untouched.
  */
 let onHistogram: ((h: IntervalHistogram) => void) | undefined;
 const underPressure: FastifyPluginAsync = (() => {
@@ -26,7 +35,7 @@ const underPressure: FastifyPluginAsync = (() => {
   const perf = require('node:perf_hooks') as typeof import('node:perf_hooks');
   const original = perf.monitorEventLoopDelay;
   perf.monitorEventLoopDelay = (options) => {
-    const h = original(options);
+    const h = original({ ...options, resolution: SENSOR_RESOLUTION_MS });
     onHistogram?.(h);
     return h;
   };
@@ -57,7 +66,7 @@ export interface PressureGate {
  * interval: that lower bound is what the threshold is compared with.
  */
 function loopDelay(reported: number): number {
-  return Number.isFinite(reported) ? reported : SAMPLE_INTERVAL_MS;
+  return Number.isFinite(reported) ? Math.max(0, reported - (SENSOR_RESOLUTION_MS - UNDER_PRESSURE_RESOLUTION_MS)) : SAMPLE_INTERVAL_MS;
 }
 
 /** Without a request for this long the sensor stops; the next request starts it again. */
@@ -75,8 +84,8 @@ type SensorUsage = { eventLoopDelay: number; eventLoopUtilized: number; heapUsed
  * the second line.
  *
  * The sensor runs only while requests come (issue 19): its delay histogram is a
- * monitorEventLoopDelay with a fixed 10 ms resolution, which wakes the worker 100 times a second
- * (~10 ms of CPU per second on this project's VM, ADR 0009) with nothing to protect. After
+ * monitorEventLoopDelay, which wakes the worker 20 times a second (SENSOR_RESOLUTION_MS) with
+ * nothing to protect when no request comes. After
  * SENSOR_IDLE_MS without a request it is closed; the next request starts a new one and is not
  * shed (there is no reading yet), nor are those of the first sample interval (250 ms): the same
  * blind spot the sampling already has at any time. ADR 0020 measures both sides.
