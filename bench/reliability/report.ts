@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Machine } from '../lib/machine';
-import type { CaseResult, Profile } from './types';
+import type { CaseResult, Profile } from './cases';
 
 export interface ReliabilityRun {
   command: string;
@@ -136,7 +136,7 @@ export function renderReport(run: ReliabilityRun): string {
     'Every case starts its own drover on free ports with real processes, real signals and real HTTP. The load is a paced client ' +
       '(`PacedLoad` in `bench/lib/load.ts`): a fixed number of lanes, each on a keep-alive connection, a new connection per request, or `fetch`, ' +
       'each sending at its own fixed pace once its previous request has answered; "load held" is what was achieved, not what was asked. ' +
-      'A request fails when it gets no answer or a 5xx. The same scenario functions run in `test/integration/reliability.test.ts` (shorter soak), which asserts every bound.',
+      'A request fails when it gets no answer or a 5xx. The cases are node:test tests (`test/integration/reliability/`), each bound a subtest; `npm test` runs them with a shorter soak.',
     '',
     '## Summary',
     '',

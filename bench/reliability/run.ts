@@ -1,20 +1,22 @@
 /**
- * `npm run reliability` — runs every reliability case in sequence, writes
- * bench/results/reliability.json (with the machine's facts) and regenerates docs/reliability.md.
- * Exits 1 if any case is outside its bounds (known drover bugs are reported, not counted).
+ * `npm run reliability` — runs the reliability cases (test/integration/reliability/*.test.ts, node:test
+ * files) in one `node --test`, writes bench/results/reliability.json (with the machine's facts) and
+ * regenerates docs/reliability.md from the results the cases append to a file. Exits 1 if any case
+ * is outside its bounds (known drover bugs are reported, not counted).
  *
  *   npm run reliability                        standard profile, 120 s soak (~6 minutes)
  *   npm run reliability -- --quick             shorter phases, 30 s soak (~3 minutes)
  *   npm run reliability -- --soak-seconds 600  a longer soak
  *   npm run reliability -- --case soak         some cases only (repeatable): printed, not written
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { machineFacts } from '../lib/machine';
-import { SCENARIOS } from './index';
+import { CASES, type CaseResult, type Profile } from './cases';
 import { renderReport, type ReliabilityRun } from './report';
-import type { CaseResult, Profile } from './types';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 
@@ -32,7 +34,7 @@ async function main(): Promise<number> {
     return 2;
   }
   if (values.help) {
-    process.stdout.write(`usage: npm run reliability -- [--quick] [--soak-seconds N] [--case ID ...] [--out FILE] [--no-report]\ncases: ${SCENARIOS.map((s) => s.id).join(', ')}\n`);
+    process.stdout.write(`usage: npm run reliability -- [--quick] [--soak-seconds N] [--case ID ...] [--out FILE] [--no-report]\ncases: ${CASES.map((s) => s.id).join(', ')}\n`);
     return 0;
   }
   const profile: Profile = values.quick ? 'quick' : 'standard';
@@ -42,43 +44,35 @@ async function main(): Promise<number> {
     return 2;
   }
   const soakSeconds = soakArg !== undefined ? Number(soakArg) : profile === 'quick' ? 30 : 120;
-  const unknown = (values.case ?? []).filter((id) => !SCENARIOS.some((s) => s.id === id));
+  const unknown = (values.case ?? []).filter((id) => !CASES.some((s) => s.id === id));
   if (unknown.length) {
-    process.stderr.write(`reliability: unknown case ${unknown.join(', ')}; cases: ${SCENARIOS.map((s) => s.id).join(', ')}\n`);
+    process.stderr.write(`reliability: unknown case ${unknown.join(', ')}; cases: ${CASES.map((s) => s.id).join(', ')}\n`);
     return 2;
   }
   const partial = values.case !== undefined;
-  const chosen = partial ? SCENARIOS.filter((s) => values.case!.includes(s.id)) : SCENARIOS;
+  const chosen = partial ? CASES.filter((s) => values.case!.includes(s.id)) : CASES;
   const start = machineFacts();
   const startedAt = Date.now();
-  const opts = { profile, soakSeconds };
-  let left = chosen.reduce((a, s) => a + s.estimateS(opts), 0);
+  const left = chosen.reduce((a, s) => a + s.estimateS({ profile, soakSeconds }), 0);
   process.stdout.write(`drover reliability (${profile}, soak ${soakSeconds} s) on ${start.cores} cores, ${start.cpuModel}, Node ${start.node}, load ${start.loadAvg1m}; ~${Math.round(left)} s\n`);
 
-  const results: CaseResult[] = [];
-  for (const [i, s] of chosen.entries()) {
-    process.stdout.write(`[${i + 1}/${chosen.length}] ${s.id}: ${s.title}\n`);
-    const progress = (msg: string) => process.stdout.write(`    ${msg}\n`);
-    let r: CaseResult;
-    const t0 = Date.now();
-    try {
-      r = await s.run({ ...opts, progress });
-    } catch (err) {
-      r = {
+  const resultsFile = path.join(os.tmpdir(), `drover-reliability-${process.pid}.jsonl`);
+  const dir = path.join(ROOT, 'dist', 'test', 'integration', 'reliability');
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.test.js')).map((f) => path.join(dir, f));
+  const env: NodeJS.ProcessEnv = { ...process.env, DROVER_RELIABILITY_PROFILE: profile, DROVER_SOAK_SECONDS: String(soakSeconds), DROVER_RELIABILITY_RESULTS: resultsFile };
+  if (partial) env.DROVER_RELIABILITY_CASES = values.case!.join(',');
+  const code = await new Promise<number | null>((resolve) => {
+    spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit', env }).on('exit', resolve);
+  });
+  const written = fs.existsSync(resultsFile) ? fs.readFileSync(resultsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as CaseResult) : [];
+  fs.rmSync(resultsFile, { force: true });
+  const results = chosen.map(
+    (s): CaseResult =>
+      written.find((r) => r.id === s.id) ?? {
         id: s.id, case: s.title, group: s.group, load: null, faults: '—', failed: null, bound: null, recoveryMs: null, details: {}, checks: [], notes: [],
-        pass: false, error: (err as Error).stack ?? String(err), durationS: Math.round((Date.now() - t0) / 100) / 10,
-      };
-    }
-    results.push(r);
-    left -= s.estimateS(opts);
-    const head = r.error ? 'ERROR' : r.pass ? 'pass' : 'FAIL';
-    const figures = [r.load ? `${r.load.reqPerSec} req/s` : '', r.failed !== null ? `failed ${r.failed}${r.bound !== null ? ` (bound ${r.bound})` : ''}` : '', r.recoveryMs !== null ? `recovery ${r.recoveryMs} ms` : '']
-      .filter(Boolean)
-      .join(', ');
-    process.stdout.write(`    ${head} in ${r.durationS} s${figures ? `: ${figures}` : ''} (~${Math.max(0, Math.round(left))} s left)\n`);
-    for (const c of r.checks.filter((x) => !x.ok)) process.stdout.write(`    ${c.knownBug ? 'known bug' : 'FAILED'}: ${c.name}: ${c.value ?? ''} (bound ${c.limit ?? '—'})\n`);
-    if (r.error) process.stdout.write(`    ${r.error.split('\n').slice(0, 4).join('\n    ')}\n`);
-  }
+        pass: false, error: 'no result: the test was cancelled or timed out (see its output above)', durationS: 0,
+      },
+  );
 
   const run: ReliabilityRun = {
     command: `npm run reliability${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
@@ -102,7 +96,7 @@ async function main(): Promise<number> {
   }
   const failing = results.filter((r) => !r.pass);
   process.stdout.write(failing.length ? `${failing.length} case(s) outside their bounds: ${failing.map((r) => r.id).join(', ')}\n` : `all ${results.length} cases within their bounds\n`);
-  return failing.length ? 1 : 0;
+  return failing.length || code !== 0 ? 1 : 0;
 }
 
 // Ctrl-C: exit through process 'exit', where the harness kills every drover it started.

@@ -9,12 +9,11 @@
  * exit is seen. Reloads run under full load: a drained worker's final snapshot is exact.
  */
 import { performance } from 'node:perf_hooks';
-import { total } from '../lib/prom';
-import { lanesFor } from './faults-recycle';
-import { RELIABILITY_APP, Fleet, pick, scrape, sleep, status, waitStatus } from './harness';
-import { PacedLoad, type RequestSpec } from '../lib/load';
-import { fdCount, round, rssBytes, slopePerMinute, threadCount, waitUntil } from '../lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
+import { total } from '../../../bench/lib/prom';
+import { Fleet, RELIABILITY_APP, lanesFor, pick, scrape, sleep, status, waitStatus, reliabilityCase } from '../../helpers/reliability';
+import { PacedLoad, type RequestSpec } from '../../../bench/lib/load';
+import { fdCount, round, rssBytes, slopePerMinute, threadCount, waitUntil } from '../../../bench/lib/proc';
+import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
 
 interface SoakSample {
   t: number;
@@ -188,3 +187,5 @@ export async function soak(o: ScenarioOptions): Promise<CaseResult> {
     await fleet.stopAll();
   }
 }
+
+reliabilityCase('soak', soak);

@@ -1,7 +1,7 @@
 /**
- * The shape every reliability scenario returns: a plain object the runner writes to
- * bench/results/reliability.json, the report renders into docs/reliability.md, and
- * test/integration/reliability.test.ts asserts check by check.
+ * The reliability cases (test/integration/reliability/*.test.ts, node:test files) and the shape
+ * each returns: a plain object the test asserts check by check and, under `npm run reliability`,
+ * writes for bench/results/reliability.json and docs/reliability.md.
  */
 
 import type { LoadFigures } from '../lib/load';
@@ -11,7 +11,7 @@ export type { LoadFigures };
 export type Profile = 'quick' | 'standard';
 
 export interface ScenarioOptions {
-  /** quick: short phases (the integration test, `npm run reliability -- --quick`); standard: longer. */
+  /** quick: short phases (`npm test`, `npm run reliability -- --quick`); standard: longer. */
   profile: Profile;
   /** Length of the soak's loaded phase. */
   soakSeconds: number;
@@ -76,13 +76,26 @@ export interface CaseResult {
   durationS: number;
 }
 
-export interface Scenario {
-  id: string;
-  title: string;
-  group: CaseResult['group'];
-  /** Rough duration per profile (seconds), for progress lines and test timeouts. */
-  estimateS(o: Pick<ScenarioOptions, 'profile' | 'soakSeconds'>): number;
-  run(o: ScenarioOptions): Promise<CaseResult>;
+/** Every case, in the report's order; estimates (s) per profile, for test timeouts. */
+export const CASES: { id: string; title: string; group: CaseResult['group']; estimateS: (o: Pick<ScenarioOptions, 'profile' | 'soakSeconds'>) => number }[] = [
+  { id: 'worker-sigkill', title: 'SIGKILL a worker under load', group: 'fault', estimateS: q(10, 20) },
+  { id: 'worker-stuck', title: 'A worker stuck in an infinite loop under load', group: 'fault', estimateS: q(12, 20) },
+  { id: 'memory-limit', title: 'Memory limit (--max-memory) recycles a growing worker', group: 'fault', estimateS: q(10, 20) },
+  { id: 'max-requests', title: 'Request budget (--max-requests + jitter) recycles one worker at a time', group: 'fault', estimateS: q(20, 40) },
+  { id: 'rolling-reload', title: 'Rolling reload under load', group: 'fault', estimateS: q(20, 30) },
+  { id: 'primary-sigkill', title: 'SIGKILL the primary under load', group: 'fault', estimateS: q(10, 15) },
+  { id: 'upstream-hang', title: 'The slow upstream (S1) hangs', group: 'fault', estimateS: q(10, 15) },
+  { id: 'upstream-down', title: 'The slow upstream (S1) dies', group: 'fault', estimateS: q(8, 12) },
+  { id: 'slowloris', title: 'Slowloris (headers or body a byte at a time)', group: 'input', estimateS: q(10, 12) },
+  { id: 'hostile-input', title: 'Hostile and malformed input', group: 'input', estimateS: q(10, 15) },
+  { id: 'control-bind', title: 'Control plane binds to loopback unless told otherwise', group: 'control', estimateS: q(3, 3) },
+  { id: 'control-token', title: "Reload needs the operator's bearer token", group: 'control', estimateS: q(4, 4) },
+  { id: 'metrics-auth', title: '/metrics behind the token (--metrics-auth on); probes open', group: 'control', estimateS: q(3, 3) },
+  { id: 'soak', title: 'Soak: mixed traffic with worker kills and reloads', group: 'soak', estimateS: (o) => o.soakSeconds + 10 },
+];
+
+function q(quick: number, standard: number) {
+  return (o: { profile: string }) => (o.profile === 'quick' ? quick : standard);
 }
 
 /** Collects checks and notes while a scenario runs, then builds its result. */

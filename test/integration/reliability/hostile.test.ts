@@ -6,12 +6,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ROOT } from '../lib/drover';
-import { lanesFor } from './faults-recycle';
-import { Fleet, getText, pick, sleep, status } from './harness';
-import { PacedLoad } from '../lib/load';
-import { rawExchange, type RawAnswer } from './raw-http';
-import { CaseBuilder, type CaseResult, type InputRow, type ScenarioOptions } from './types';
+import { ROOT } from '../../../bench/lib/drover';
+import { Fleet, getText, lanesFor, pick, sleep, status, reliabilityCase } from '../../helpers/reliability';
+import { PacedLoad } from '../../../bench/lib/load';
+import { rawExchange, type RawAnswer } from '../../helpers/raw-http';
+import { CaseBuilder, type CaseResult, type InputRow, type ScenarioOptions } from '../../../bench/reliability/cases';
 
 const LEAK = /at [\w.<>$]+ \(|\/work\/|\/home\/|\/tmp\/|node_modules|dist\/|\.[jt]s:\d+/;
 const CANARY = 'CANARY-7f3a';
@@ -212,3 +211,5 @@ export async function hostileInputs(o: ScenarioOptions): Promise<CaseResult> {
     fs.rmSync(dir.root, { recursive: true, force: true });
   }
 }
+
+reliabilityCase('hostile-input', hostileInputs);

@@ -4,10 +4,10 @@
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { total } from '../lib/prom';
-import { RELIABILITY_APP, Fleet, getText, linesSince, scrape } from './harness';
-import { listeners } from '../lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
+import { total } from '../../../bench/lib/prom';
+import { Fleet, RELIABILITY_APP, getText, linesSince, scrape, reliabilityCase } from '../../helpers/reliability';
+import { listeners } from '../../../bench/lib/proc';
+import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
 
 const APP = { app: RELIABILITY_APP };
 
@@ -128,3 +128,7 @@ export async function metricsAuth(_o: ScenarioOptions): Promise<CaseResult> {
     await fleet.stopAll();
   }
 }
+
+reliabilityCase('control-bind', controlBind);
+reliabilityCase('control-token', controlToken);
+reliabilityCase('metrics-auth', metricsAuth);

@@ -6,14 +6,13 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import * as readline from 'node:readline';
-import { ROOT } from '../lib/drover';
-import { UPSTREAM_BIN, startUpstream } from '../lib/upstream';
-import { lanesFor } from './faults-recycle';
-import { total } from '../lib/prom';
-import { RELIABILITY_APP, Fleet, getText, linesSince, pick, scrape, sleep, status } from './harness';
-import { PacedLoad } from '../lib/load';
-import { freePort, gone, waitUntil } from '../lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
+import { ROOT } from '../../../bench/lib/drover';
+import { UPSTREAM_BIN, startUpstream } from '../../../bench/lib/upstream';
+import { total } from '../../../bench/lib/prom';
+import { Fleet, RELIABILITY_APP, getText, lanesFor, linesSince, pick, scrape, sleep, status, reliabilityCase } from '../../helpers/reliability';
+import { PacedLoad } from '../../../bench/lib/load';
+import { freePort, gone, waitUntil } from '../../../bench/lib/proc';
+import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
 
 const DISCONNECT_DRAIN_BUG =
   "drover bug: when the primary dies, workers exit at once instead of finishing in-flight requests: the worker's process.on('disconnect') handler " +
@@ -237,3 +236,7 @@ export function upstreamFault(kind: 'hang' | 'down') {
     }
   };
 }
+
+reliabilityCase('primary-sigkill', primarySigkill);
+reliabilityCase('upstream-hang', upstreamFault('hang'));
+reliabilityCase('upstream-down', upstreamFault('down'));

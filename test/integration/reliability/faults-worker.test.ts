@@ -2,12 +2,11 @@
  * Faults inside one worker, under load: SIGKILL, and a loop that never ends.
  */
 import { performance } from 'node:perf_hooks';
-import { run } from '../lib/drover';
-import { PROBE_CLIENT, RELIABILITY_APP, Fleet, getText, lineTime, pick, sleep, status } from './harness';
-import { PacedLoad } from '../lib/load';
-import { round, waitUntil } from '../lib/proc';
-import { lanesFor } from './faults-recycle';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
+import { run } from '../../../bench/lib/drover';
+import { Fleet, PROBE_CLIENT, RELIABILITY_APP, getText, lanesFor, lineTime, pick, sleep, status, reliabilityCase } from '../../helpers/reliability';
+import { PacedLoad } from '../../../bench/lib/load';
+import { round, waitUntil } from '../../../bench/lib/proc';
+import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
 
 /** DESIGN §5: start-up takes 0.3–0.5 s idle, up to ~1 s with both cores busy; 1 s is the goal, 3 s the bound. */
 const REPLACEMENT_GOAL_MS = 1000;
@@ -145,3 +144,6 @@ export async function workerStuck(o: ScenarioOptions): Promise<CaseResult> {
     await fleet.stopAll();
   }
 }
+
+reliabilityCase('worker-sigkill', workerSigkill);
+reliabilityCase('worker-stuck', workerStuck);

@@ -3,16 +3,11 @@
  * request budget (with jitter), and rolling reloads.
  */
 import { performance } from 'node:perf_hooks';
-import { total } from '../lib/prom';
-import { RELIABILITY_APP, Fleet, getText, lineTime, linesSince, pick, scrape, sleep, status, waitStatus } from './harness';
-import { PacedLoad } from '../lib/load';
-import { waitUntil } from '../lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
-
-/** Lanes for a target rate: enough that each lane's pace (lanes / rate) leaves room for a slow answer. */
-export function lanesFor(rate: number): number {
-  return Math.max(4, Math.round(rate / 25));
-}
+import { total } from '../../../bench/lib/prom';
+import { Fleet, RELIABILITY_APP, getText, lanesFor, linesSince, lineTime, pick, scrape, sleep, status, waitStatus, reliabilityCase } from '../../helpers/reliability';
+import { PacedLoad } from '../../../bench/lib/load';
+import { waitUntil } from '../../../bench/lib/proc';
+import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
 
 export async function memoryLimit(o: ScenarioOptions): Promise<CaseResult> {
   const c = new CaseBuilder('memory-limit', 'Memory limit (--max-memory) recycles a growing worker', 'fault');
@@ -193,3 +188,7 @@ export async function rollingReload(o: ScenarioOptions): Promise<CaseResult> {
     await fleet.stopAll();
   }
 }
+
+reliabilityCase('memory-limit', memoryLimit);
+reliabilityCase('max-requests', maxRequests);
+reliabilityCase('rolling-reload', rollingReload);

@@ -5,12 +5,11 @@
  */
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { percentile } from '../lib/stats';
-import { lanesFor } from './faults-recycle';
-import { Fleet, pick, sleep, status } from './harness';
-import { PacedLoad } from '../lib/load';
-import { round, waitUntil } from '../lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from './types';
+import { percentile } from '../../../bench/lib/stats';
+import { Fleet, lanesFor, pick, sleep, status, reliabilityCase } from '../../helpers/reliability';
+import { PacedLoad } from '../../../bench/lib/load';
+import { round, waitUntil } from '../../../bench/lib/proc';
+import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
 
 /** Node checks header/request timeouts every `connectionsCheckingInterval` (drover: 1 s). */
 const CHECK_INTERVAL_MS = 1000;
@@ -127,3 +126,5 @@ export async function slowloris(o: ScenarioOptions): Promise<CaseResult> {
     await fleet.stopAll();
   }
 }
+
+reliabilityCase('slowloris', slowloris);
