@@ -1,4 +1,6 @@
 /**
+ * The bench's one runner.
+ *
  * `npm run bench` — runs the benchmark suites, writes raw results to bench/results/<suite>.json
  * (with machine facts and the exact settings) and regenerates docs/benchmarks.md from every
  * results file. Numbers in the docs come only from here.
@@ -9,34 +11,51 @@
  *   npm run bench -- --tiny            seconds per suite: proves the bench works (used by a test)
  *   --out DIR                          results directory (default bench/results)
  *   --no-report                        do not regenerate docs/benchmarks.md
+ *
+ * `npm run reliability` is `node dist/bench/run.js reliability [...]`: see bench/reliability/run.ts.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { findProgram, machineFacts } from './lib/machine';
 import type { Profile, SuiteResult } from './lib/suite';
+import { RELIABILITY_USAGE, runReliability } from './reliability/run';
 import { writeReport } from './report';
 import { SUITES } from './suites';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
+type Values = { [k: string]: string | boolean | string[] | undefined };
+
+/** The two commands: their own flags, beside the shared --out, --no-report and --help. */
+const COMMANDS: Record<'bench' | 'reliability', { options: ParseArgsConfig['options']; usage: () => string; run: (values: Values, args: string[]) => Promise<number> }> = {
+  bench: {
+    options: { full: { type: 'boolean' }, tiny: { type: 'boolean' }, suite: { type: 'string', multiple: true } },
+    usage: () => `usage: npm run bench -- [--full | --tiny] [--suite NAME ...] [--out DIR] [--no-report]\nsuites: ${SUITES.map((s) => s.name).join(', ')}\n`,
+    run: (values) => runSuites(values as { full?: boolean; tiny?: boolean; suite?: string[]; out?: string; 'no-report'?: boolean }),
+  },
+  reliability: { options: { quick: { type: 'boolean' }, 'soak-seconds': { type: 'string' }, case: { type: 'string', multiple: true } }, usage: () => RELIABILITY_USAGE, run: runReliability },
+};
+
 async function main(): Promise<number> {
-  let values;
+  const name = process.argv[2] === 'reliability' ? 'reliability' : 'bench';
+  const args = process.argv.slice(name === 'reliability' ? 3 : 2);
+  const command = COMMANDS[name];
+  let values: Values;
   try {
-    ({ values } = parseArgs({
-      options: {
-        full: { type: 'boolean' }, tiny: { type: 'boolean' }, suite: { type: 'string', multiple: true },
-        out: { type: 'string' }, 'no-report': { type: 'boolean' }, help: { type: 'boolean' },
-      },
-    }));
+    ({ values } = parseArgs({ args, options: { ...command.options, out: { type: 'string' }, 'no-report': { type: 'boolean' }, help: { type: 'boolean' } } }));
   } catch (err) {
-    process.stderr.write(`bench: ${(err as Error).message}\n`);
+    process.stderr.write(`${name}: ${(err as Error).message}\n`);
     return 2;
   }
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--full | --tiny] [--suite NAME ...] [--out DIR] [--no-report]\nsuites: ${SUITES.map((s) => s.name).join(', ')}\n`);
+    process.stdout.write(command.usage());
     return 0;
   }
+  return command.run(values, args);
+}
+
+async function runSuites(values: { full?: boolean; tiny?: boolean; suite?: string[]; out?: string; 'no-report'?: boolean }): Promise<number> {
   const profile: Profile = values.full ? 'full' : values.tiny ? 'tiny' : 'quick';
   const unknown = (values.suite ?? []).filter((n) => !SUITES.some((s) => s.name === n));
   if (unknown.length) {
@@ -89,7 +108,7 @@ async function main(): Promise<number> {
   return failures ? 1 : 0;
 }
 
-// Ctrl-C: exit through process 'exit', where the harness kills every server it started.
+// Ctrl-C: exit through process 'exit', where the harness kills every server and drover it started.
 process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
 main().then(

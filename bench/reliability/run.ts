@@ -1,8 +1,9 @@
 /**
- * `npm run reliability` — runs the reliability cases (test/integration/reliability/*.test.ts, node:test
- * files) in one `node --test`, writes bench/results/reliability.json (with the machine's facts) and
- * regenerates docs/reliability.md from the results the cases append to a file. Exits 1 if any case
- * is outside its bounds (known drover bugs are reported, not counted).
+ * `npm run reliability` (`node dist/bench/run.js reliability`): runs the reliability cases
+ * (test/integration/reliability/*.test.ts, node:test files) in one `node --test`, writes
+ * bench/results/reliability.json (with the machine's facts) and regenerates docs/reliability.md from
+ * the results the cases append to a file. Exits 1 if any case is outside its bounds (known drover
+ * bugs are reported, not counted).
  *
  *   npm run reliability                        standard profile, 120 s soak (~6 minutes)
  *   npm run reliability -- --quick             shorter phases, 30 s soak (~3 minutes)
@@ -13,30 +14,15 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { machineFacts } from '../lib/machine';
 import { CASES, type CaseResult, type Profile } from './cases';
 import { renderReport, type ReliabilityRun } from './report';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 
-async function main(): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        quick: { type: 'boolean' }, 'soak-seconds': { type: 'string' }, case: { type: 'string', multiple: true },
-        out: { type: 'string' }, 'no-report': { type: 'boolean' }, help: { type: 'boolean' },
-      },
-    }));
-  } catch (err) {
-    process.stderr.write(`reliability: ${(err as Error).message}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`usage: npm run reliability -- [--quick] [--soak-seconds N] [--case ID ...] [--out FILE] [--no-report]\ncases: ${CASES.map((s) => s.id).join(', ')}\n`);
-    return 0;
-  }
+export const RELIABILITY_USAGE = `usage: npm run reliability -- [--quick] [--soak-seconds N] [--case ID ...] [--out FILE] [--no-report]\ncases: ${CASES.map((s) => s.id).join(', ')}\n`;
+
+export async function runReliability(values: { quick?: boolean; 'soak-seconds'?: string; case?: string[]; out?: string; 'no-report'?: boolean }, args: string[]): Promise<number> {
   const profile: Profile = values.quick ? 'quick' : 'standard';
   const soakArg = values['soak-seconds'];
   if (soakArg !== undefined && (!/^\d+$/.test(soakArg) || Number(soakArg) < 10)) {
@@ -75,7 +61,7 @@ async function main(): Promise<number> {
   );
 
   const run: ReliabilityRun = {
-    command: `npm run reliability${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    command: `npm run reliability${args.length ? ` -- ${args.join(' ')}` : ''}`,
     profile,
     soakSeconds,
     startedAt: new Date(startedAt).toISOString(),
@@ -98,14 +84,3 @@ async function main(): Promise<number> {
   process.stdout.write(failing.length ? `${failing.length} case(s) outside their bounds: ${failing.map((r) => r.id).join(', ')}\n` : `all ${results.length} cases within their bounds\n`);
   return failing.length || code !== 0 ? 1 : 0;
 }
-
-// Ctrl-C: exit through process 'exit', where the harness kills every drover it started.
-process.on('SIGINT', () => process.exit(130));
-process.on('SIGTERM', () => process.exit(143));
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`reliability: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
-  },
-);

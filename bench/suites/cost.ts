@@ -5,7 +5,7 @@ import { callgrindMissing, descendants, startCallgrind, type Callgrind } from '.
 import { addFailures, closedLoop, describeFailures, freshLoop } from '../lib/load';
 import { REQUEST_PATHS } from '../lib/request-path-server';
 import { startPeer, type PeerKind, type Server } from '../lib/servers';
-import type { Context, Row, Suite } from '../lib/suite';
+import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 type Client = 'keep-alive' | 'new-connection';
 interface Config {
@@ -59,34 +59,36 @@ const PERIODIC: Config = { name: 'drover, idle, default periods', peer: 'drover 
  * with stretched periods and subtract what remains (measured idle), and one row measures the
  * periodic work at the default periods, in instructions per second.
  */
+/**
+ * Per profile: configurations, workers, warm-up and counted requests per window, the request-path
+ * rows' warm-up (one connection runs ~100 req/s under callgrind, and counts kept falling after
+ * 3,000 warm-up requests: 830k, 761k, 699k per window on a first run: warm up longer there), idle seconds, windows (one
+ * process's differ by up to ±25 % with GC and JIT: 5 for a median that holds), request paths.
+ */
+const PROFILES: Record<Profile, { configs: Config[]; workers: number; warm: number; pathWarm: number; measured: number; idleS: number; rounds: number; paths: readonly (typeof REQUEST_PATHS)[number][] }> = {
+  tiny: { configs: CONFIGS.filter((c) => c.name === 'drover'), workers: 1, warm: 100, pathWarm: 100, measured: 50, idleS: 2, rounds: 1, paths: ['drover-metrics'] },
+  quick: { configs: [...CONFIGS.slice(0, 3), PERIODIC], workers: 2, warm: 5000, pathWarm: 10_000, measured: 1000, idleS: 15, rounds: 5, paths: REQUEST_PATHS },
+  full: { configs: [...CONFIGS, PERIODIC], workers: 2, warm: 5000, pathWarm: 10_000, measured: 1000, idleS: 15, rounds: 5, paths: REQUEST_PATHS },
+};
+
 export const costSuite: Suite = {
   name: 'cost',
   title: 'Cost: instructions per /ping request under callgrind (drover vs bare node:cluster)',
   estimateS: { tiny: 90, quick: 1800, full: 3600 },
   async run(ctx: Context) {
-    const p = ctx.profile;
     const missing = callgrindMissing();
     if (missing) return { settings: {}, rows: [{ config: {}, values: {}, failed: missing }], derived: {} };
-    const configs = p === 'tiny' ? CONFIGS.filter((c) => c.name === 'drover') : [...(p === 'quick' ? CONFIGS.slice(0, 3) : CONFIGS), PERIODIC];
-    const workers = p === 'tiny' ? 1 : 2;
-    const warm = p === 'tiny' ? 100 : 5000;
-    const measured = p === 'tiny' ? 50 : 1000;
-    const idleS = p === 'tiny' ? 2 : 15;
-    // Windows of one process differ by up to ±25 % (GC, JIT): 5 of them for a median that holds.
-    const rounds = p === 'tiny' ? 1 : 5;
+    const { configs, workers, warm, pathWarm, measured, idleS, rounds, paths } = PROFILES[ctx.profile];
     const rows: Row[] = [];
     const perReq = new Map<string, { worker: number; primary: number }>();
     const derivedExtra: Record<string, number> = {};
     const cg = startCallgrind();
     try {
-      const paths = p === 'tiny' ? (['drover-metrics'] as const) : REQUEST_PATHS;
       const pathCost = new Map<string, number>();
       for (const variant of paths) {
         ctx.progress(`request path '${variant}': one process under callgrind, one keep-alive connection`);
         try {
-          // One connection runs ~100 req/s under callgrind, and counts kept falling after 3,000
-          // warm-up requests (first run: 830k, 761k, 699k per window): warm up longer here.
-          const r = await measureRequestPath(cg, variant, { warm: p === 'tiny' ? warm : 10_000, measured, rounds, idleS });
+          const r = await measureRequestPath(cg, variant, { warm: pathWarm, measured, rounds, idleS });
           pathCost.set(variant, r.perRequest);
           rows.push({
             config: { measure: 'request path, one process', path: variant },
@@ -192,7 +194,7 @@ export const costSuite: Suite = {
     }
     return {
       settings: {
-        workers, warmupRequests: warm, requestPathWarmupRequests: p === 'tiny' ? warm : 10_000, countedRequestsPerWindow: measured, windows: rounds, idleSeconds: idleS, route: '/ping', connections: workers,
+        workers, warmupRequests: warm, requestPathWarmupRequests: pathWarm, countedRequestsPerWindow: measured, windows: rounds, idleSeconds: idleS, route: '/ping', connections: workers,
         flagsUnderCallgrind: UNDER_CALLGRIND.join(' '), periodsStretchedInRequestRows: STRETCHED.join(' '),
       },
       rows,

@@ -7,7 +7,7 @@ import { Client } from 'pg';
 import { descendants } from '../lib/callgrind';
 import { cpuNs } from '../lib/proc';
 import { summarize } from '../lib/stats';
-import type { Context, Row, Suite } from '../lib/suite';
+import type { Context, Profile, Row, Suite } from '../lib/suite';
 import { runUsers } from '../lib/load';
 
 /**
@@ -20,16 +20,20 @@ import { runUsers } from '../lib/load';
  * of each (drover's primary and workers; the postmaster and its backends; this process), as cores
  * busy and as CPU per request.
  */
+/** Per profile: simulated users, seconds per row, worker counts, and PostgreSQL rows when it is installed. */
+const PROFILES: Record<Profile, { users: number; durationS: number; workerCounts: number[]; postgres: boolean }> = {
+  tiny: { users: 10, durationS: 2, workerCounts: [1, 2, 4], postgres: false },
+  quick: { users: 100, durationS: 6, workerCounts: [1, 2, 4], postgres: true },
+  full: { users: 500, durationS: 30, workerCounts: [1, 2, 4, 8], postgres: true },
+};
+
 export const crudSuite: Suite = {
   name: 'crud',
   title: 'S2: CRUD at 75 % reads / 20 % writes / 5 % deletes vs worker count',
   estimateS: { tiny: 25, quick: 70, full: 300 },
   async run(ctx: Context) {
-    const p = ctx.profile;
-    const users = p === 'tiny' ? 10 : p === 'quick' ? 100 : 500;
-    const durationS = p === 'tiny' ? 2 : p === 'quick' ? 6 : 30;
-    const workerCounts = p === 'full' ? [1, 2, 4, 8] : [1, 2, 4];
-    const backends: ('sqlite' | 'postgres')[] = postgresBinDir() && p !== 'tiny' ? ['sqlite', 'postgres'] : ['sqlite'];
+    const { users, durationS, workerCounts, postgres } = PROFILES[ctx.profile];
+    const backends: ('sqlite' | 'postgres')[] = postgresBinDir() && postgres ? ['sqlite', 'postgres'] : ['sqlite'];
     const rows: Row[] = [];
     for (const backend of backends) {
       const pg = backend === 'postgres' ? await startPostgres('drover_bench') : undefined;

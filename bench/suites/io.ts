@@ -1,7 +1,7 @@
 import { startDrover } from '../lib/drover';
 import { startUpstream } from '../lib/upstream';
 import { summarize } from '../lib/stats';
-import type { Context, Row, Suite } from '../lib/suite';
+import type { Context, Profile, Row, Suite } from '../lib/suite';
 import { runUsers } from '../lib/load';
 
 /** One measured configuration: a mode, its users, and the pool's threads for `offload`. */
@@ -21,17 +21,23 @@ interface Case {
  * users > threads (calls queue for a thread, as they did on the report's 41 threads: the median
  * grows to about users / threads seconds, and fails once that passes the users' 10 s patience).
  */
+/**
+ * Per profile: users, pool threads, seconds per row, and a row with the report's pool (41 threads).
+ * tiny keeps users > threads with 10 users; 16 is the demo's IO_OFFLOAD_THREADS default.
+ */
+const PROFILES: Record<Profile, { users: number; threads: number; durationS: number; reportPool: boolean }> = {
+  tiny: { users: 10, threads: 4, durationS: 3, reportPool: false },
+  quick: { users: 100, threads: 16, durationS: 12, reportPool: false },
+  full: { users: 500, threads: 16, durationS: 60, reportPool: true },
+};
+
 export const ioSuite: Suite = {
   name: 'io',
   title: 'S1: a slow upstream called async, blocking, or blocking on the thread pool',
   // Blocking rows run past their duration: the last users wait out the 10 s timeout.
   estimateS: { tiny: 30, quick: 85, full: 340 },
   async run(ctx: Context) {
-    const p = ctx.profile;
-    const users = p === 'tiny' ? 10 : p === 'quick' ? 100 : 500;
-    // tiny keeps users > threads with 10 users; 16 is the demo's IO_OFFLOAD_THREADS default.
-    const threads = p === 'tiny' ? 4 : 16;
-    const durationS = p === 'tiny' ? 3 : p === 'quick' ? 12 : 60;
+    const { users, threads, durationS, reportPool } = PROFILES[ctx.profile];
     const waitms = 1000;
     const timeoutMs = 10_000;
     const cases: Case[] = [
@@ -40,7 +46,7 @@ export const ioSuite: Suite = {
       { mode: 'offload', users: threads, poolThreads: threads },
       { mode: 'offload', users, poolThreads: threads },
       // The report's pool: 41 threads (FastAPI's default of 40, plus one), at its 500 users.
-      ...(p === 'full' ? [{ mode: 'offload', users, poolThreads: 41 } as Case] : []),
+      ...(reportPool ? [{ mode: 'offload', users, poolThreads: 41 } as Case] : []),
     ];
     const rows: Row[] = [];
     const upstream = await startUpstream();

@@ -3,9 +3,17 @@ import { performance } from 'node:perf_hooks';
 import { startDrover } from '../lib/drover';
 import { closedLoop, describeFailures } from '../lib/load';
 import { percentile, roundRatios, summarize } from '../lib/stats';
-import type { Context, Row, Suite } from '../lib/suite';
+import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 const APP = path.resolve(__dirname, '..', '..', '..', 'bench', 'apps', 'many-series.js');
+
+// This machine is shared: single 5 s runs vary by tens of percent, so rounds alternate on/off and
+// the result is the median of the per-round ratios (an even count: each mode first equally often).
+const PROFILES: Record<Profile, { workerCounts: number[]; scrapes: number; overheadS: number; rounds: number }> = {
+  tiny: { workerCounts: [1, 2], scrapes: 5, overheadS: 1, rounds: 1 },
+  quick: { workerCounts: [1, 2, 4], scrapes: 40, overheadS: 4, rounds: 6 },
+  full: { workerCounts: [1, 2, 4, 8], scrapes: 100, overheadS: 8, rounds: 10 },
+};
 
 /** Issue 3's two questions: what does a scrape cost as workers grow, and what do RED metrics cost per request. */
 export const metricsSuite: Suite = {
@@ -13,13 +21,7 @@ export const metricsSuite: Suite = {
   title: 'Metrics: scrape latency and per-request overhead',
   estimateS: { tiny: 15, quick: 100, full: 260 },
   async run(ctx: Context) {
-    const p = ctx.profile;
-    const workerCounts = p === 'tiny' ? [1, 2] : p === 'quick' ? [1, 2, 4] : [1, 2, 4, 8];
-    const scrapes = p === 'tiny' ? 5 : p === 'quick' ? 40 : 100;
-    const overheadS = p === 'tiny' ? 1 : p === 'quick' ? 4 : 8;
-    // This machine is shared: single 5 s runs vary by tens of percent, so rounds alternate on/off
-    // and the result is the median of the per-round ratios.
-    const rounds = p === 'tiny' ? 1 : p === 'quick' ? 6 : 10; // even: each mode first equally often
+    const { workerCounts, scrapes, overheadS, rounds } = PROFILES[ctx.profile];
     const rows: Row[] = [];
 
     for (const workers of workerCounts) {

@@ -3,7 +3,7 @@ import { descendants } from '../lib/callgrind';
 import { closedLoop, describeFailures, freshLoop, openLoop } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
 import { percentile, roundRatios, summarize } from '../lib/stats';
-import type { Context, Row, Suite } from '../lib/suite';
+import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 type Client = 'keep-alive' | 'new-connection';
 
@@ -35,6 +35,18 @@ const PEERS: { name: string; kind: PeerKind; args?: string[] }[] = [
 ];
 
 /**
+ * Per profile: seconds per throughput run and of warm-up; rounds (they alternate every peer, ratios
+ * are medians over them; multiples of the peer count, so each peer runs in each position equally
+ * often); seconds idle after a run; the fixed rate of the CPU rows (well under what any peer serves
+ * here at saturation, >= 2k req/s in the worst rounds seen); the blocks rows' length; idle after quiet.
+ */
+const PROFILES: Record<Profile, { durationS: number; warmS: number; rounds: number; idleS: number; rate: number; blocksMs: number; quiet: { settleMs: number; measureMs: number; idleRounds: number } }> = {
+  tiny: { durationS: 1, warmS: 0.5, rounds: 1, idleS: 0.5, rate: 200, blocksMs: 2000, quiet: { settleMs: 1000, measureMs: 500, idleRounds: 1 } },
+  quick: { durationS: 5, warmS: 5, rounds: PEERS.length, idleS: 3, rate: 1000, blocksMs: 10_000, quiet: { settleMs: 20_000, measureMs: 10_000, idleRounds: 3 } },
+  full: { durationS: 10, warmS: 5, rounds: 2 * PEERS.length, idleS: 3, rate: 1000, blocksMs: 10_000, quiet: { settleMs: 20_000, measureMs: 10_000, idleRounds: 3 } },
+};
+
+/**
  * The same app and the same /ping load under drover (both dispatchers, and lean), bare
  * node:cluster (alone and over drover's worker pieces) and pm2 cluster mode, alternated round by
  * round in one run: what drover costs per request, and how much of that is its primary, its
@@ -45,21 +57,13 @@ export const peersSuite: Suite = {
   title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
   estimateS: { tiny: 130, quick: 1560, full: 3800 },
   async run(ctx: Context) {
-    const p = ctx.profile;
+    const { durationS, warmS, rounds, idleS, rate } = PROFILES[ctx.profile];
     const workers = 2;
-    const durationS = p === 'tiny' ? 1 : p === 'quick' ? 5 : 10;
-    const warmS = p === 'tiny' ? 0.5 : 5;
-    // Shared machine: rounds alternate every peer, and ratios are medians over the rounds.
-    // Multiples of the peer count: each peer runs in each position equally often.
-    const rounds = p === 'full' ? 2 * PEERS.length : p === 'quick' ? PEERS.length : 1;
     const connections = 10;
     const rows: Row[] = [];
     const rps: Record<string, number[]> = {};
     const idle: Record<string, number[]> = {};
     const cpu: Record<string, number[]> = {};
-    const idleS = p === 'tiny' ? 0.5 : 3;
-    // Well under what any peer serves here at saturation (>= 2k req/s in the worst rounds seen).
-    const rate = p === 'tiny' ? 200 : 1000;
     for (let round = 1; round <= rounds; round++) {
       // Counterbalanced: the order of peers rotates each round, so none always runs first (right
       // after the previous server's exit) or last.
@@ -153,7 +157,7 @@ const BLOCK_MS = 300;
  * the same drover with detection off. Alternated round by round, as the rest of the suite.
  */
 async function blocksEverySecond(ctx: Context, rounds: number, workers: number, rows: Row[], derived: Record<string, number>): Promise<void> {
-  const durationMs = ctx.profile === 'tiny' ? 2000 : 10_000;
+  const durationMs = PROFILES[ctx.profile].blocksMs;
   const sides = [
     { peer: BASE, args: [] as string[] },
     { peer: NO_BLOCKS, args: ['--block-threshold', '0ms'] },
@@ -201,15 +205,13 @@ async function blocksEverySecond(ctx: Context, rounds: number, workers: number, 
  * node:cluster, fresh processes, alternated; the whole tree's scheduler time per second.
  */
 async function idleAfterQuiet(ctx: Context, workers: number, rows: Row[], derived: Record<string, number>): Promise<void> {
-  const tiny = ctx.profile === 'tiny';
-  const settleMs = tiny ? 1000 : 20_000;
-  const measureMs = tiny ? 500 : 10_000;
+  const { settleMs, measureMs, idleRounds } = PROFILES[ctx.profile].quiet;
   const peers = [
     { name: BASE, kind: 'drover least-busy' as PeerKind },
     { name: 'node:cluster', kind: 'node:cluster' as PeerKind },
   ];
   const ms: Record<string, number[]> = {};
-  for (let round = 1; round <= (tiny ? 1 : 3); round++) {
+  for (let round = 1; round <= idleRounds; round++) {
     for (const { name, kind } of round % 2 ? peers : [...peers].reverse()) {
       ctx.progress(`idle after ${settleMs / 1000}s without traffic, round ${round}: ${name}`);
       const server = await startPeer(kind, workers);

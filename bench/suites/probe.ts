@@ -2,7 +2,7 @@ import * as http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { bigClient } from '../lib/big-client';
 import { startPeer, type PeerKind } from '../lib/servers';
-import type { Context, Row, Suite } from '../lib/suite';
+import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 /**
  * S0's probe collapse: a liveness probe on a worker route went from ~650 req/s to 0 req/s for
@@ -11,15 +11,19 @@ import type { Context, Row, Suite } from '../lib/suite';
  * two 40,000-record responses in flight: naive res.json() vs streamJson() under drover, and naive
  * under bare node:cluster (which has no primary route to probe), alternated in one run.
  */
+/** Per profile: seconds per run, records per big response, worker counts. */
+const PROFILES: Record<Profile, { seconds: number; clients: number; workers: number[] }> = {
+  tiny: { seconds: 2, clients: 5000, workers: [1] },
+  quick: { seconds: 6, clients: 40_000, workers: [1] },
+  full: { seconds: 15, clients: 40_000, workers: [1, 2] },
+};
+
 export const probeSuite: Suite = {
   name: 'probe',
   title: 'S0: probe requests per second while big responses are served',
   estimateS: { tiny: 12, quick: 30, full: 70 },
   async run(ctx: Context) {
-    const p = ctx.profile;
-    const seconds = p === 'tiny' ? 2 : p === 'quick' ? 6 : 15;
-    const clients = p === 'tiny' ? 5000 : 40_000;
-    const workers = p === 'full' ? [1, 2] : [1];
+    const { seconds, clients, workers } = PROFILES[ctx.profile];
     const rows: Row[] = [];
     const runs: { peer: Extract<PeerKind, 'drover least-busy' | 'node:cluster'>; mode: 'naive' | 'stream' }[] = [
       { peer: 'drover least-busy', mode: 'naive' }, { peer: 'node:cluster', mode: 'naive' }, { peer: 'drover least-busy', mode: 'stream' },

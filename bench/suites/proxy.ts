@@ -4,7 +4,7 @@ import { startNginx } from '../lib/nginx';
 import { openLoop } from '../lib/load';
 import { startPeer, type Server } from '../lib/servers';
 import { summarize } from '../lib/stats';
-import type { Context, Row, Suite } from '../lib/suite';
+import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 type Peer = 'drover least-busy' | 'node:cluster';
 /**
@@ -32,17 +32,20 @@ const OUTLIER_MS = 100;
  * 400/s) go through the front while one client loops on big work through the same front; drover and bare
  * node:cluster alternate round by round (counterbalanced) behind the same nginx.
  */
+/** Per profile: worker counts, rounds, seconds of load, and the big requests. */
+const PROFILES: Record<Profile, { workerCounts: number[]; rounds: number; loadS: number; bigs: string[] }> = {
+  tiny: { workerCounts: [2], rounds: 1, loadS: 1.5, bigs: ['/block?ms=400'] },
+  quick: { workerCounts: [1, 2, 4], rounds: 3, loadS: 5, bigs: ['/block?ms=400'] },
+  full: { workerCounts: [1, 2, 4], rounds: 5, loadS: 5, bigs: ['/block?ms=400', '/clients?count=40000&mode=naive'] },
+};
+
 export const proxySuite: Suite = {
   name: 'proxy',
   title: 'Behind a proxy that pools keep-alive connections: drover against bare node:cluster',
   estimateS: { tiny: 30, quick: 420, full: 1500 },
   requires: [{ program: 'nginx', debian: 'nginx-light' }],
   async run(ctx: Context) {
-    const p = ctx.profile;
-    const workerCounts = p === 'tiny' ? [2] : [1, 2, 4];
-    const rounds = p === 'tiny' ? 1 : p === 'quick' ? 3 : 5;
-    const loadS = p === 'tiny' ? 1.5 : 5;
-    const bigs = p === 'full' ? ['/block?ms=400', '/clients?count=40000&mode=naive'] : ['/block?ms=400'];
+    const { workerCounts, rounds, loadS, bigs } = PROFILES[ctx.profile];
     const rows: Row[] = [];
     for (const workers of workerCounts) {
       const servers: Partial<Record<Peer, Server>> = {};

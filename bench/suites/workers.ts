@@ -38,15 +38,25 @@ const SLOW_MS = 100;
  * - S3, new connections, small bodies POSTed to the same /ingest endpoint as the 25 MB ones (the
  *   report's client shape), /ping measured beside them.
  */
+/**
+ * Per profile: worker counts, keep-alive rows at 2 workers (quick leaves them out), the extra S3
+ * offload row for node:cluster, seconds of load and of baseline, records per S0 response, S3 body size.
+ */
+const PROFILES: Record<Profile, { workers: number[]; keepAliveAt2: boolean; s3OffloadCluster: boolean; loadS: number; baseS: number; clients: number; ingestBytes: number }> = {
+  tiny: { workers: [2], keepAliveAt2: true, s3OffloadCluster: false, loadS: 1.5, baseS: 1, clients: 2000, ingestBytes: 1_000_000 },
+  quick: { workers: [1, 2, 4], keepAliveAt2: false, s3OffloadCluster: false, loadS: 5, baseS: 2, clients: 40_000, ingestBytes: 25_000_000 },
+  full: { workers: [1, 2, 4, 8], keepAliveAt2: true, s3OffloadCluster: true, loadS: 10, baseS: 2, clients: 40_000, ingestBytes: 25_000_000 },
+};
+
 function points(p: Profile): Point[] {
-  const workers = p === 'tiny' ? [2] : p === 'quick' ? [1, 2, 4] : [1, 2, 4, 8];
+  const { workers, keepAliveAt2, s3OffloadCluster } = PROFILES[p];
   const dispatchPeers: Peer[] = ['drover least-busy', 'drover round-robin', 'node:cluster'];
   const out: Point[] = [];
   for (const w of workers) {
     for (const peer of dispatchPeers) out.push({ workers: w, peer, big: 's0', mode: 'naive', client: 'new-connection' });
     // One worker: every policy has the one worker to choose; the S0 rows already show that.
     if (w > 1) for (const peer of dispatchPeers) out.push({ workers: w, peer, big: 'block', mode: 'naive', client: 'new-connection' });
-    if (p !== 'quick' || w !== 2) {
+    if (keepAliveAt2 || w !== 2) {
       out.push({ workers: w, peer: 'drover least-busy', big: 's0', mode: 'naive', client: 'keep-alive' });
       out.push({ workers: w, peer: 'drover least-busy', big: 's0', mode: 'stream', client: 'keep-alive' });
       out.push({ workers: w, peer: 'node:cluster', big: 's0', mode: 'naive', client: 'keep-alive' });
@@ -54,7 +64,7 @@ function points(p: Profile): Point[] {
     for (const [peer, mode] of [['drover least-busy', 'naive'], ['drover least-busy', 'offload'], ['node:cluster', 'naive']] as const) {
       out.push({ workers: w, peer, big: 's3', mode, client: 'new-connection' });
     }
-    if (p === 'full') out.push({ workers: w, peer: 'node:cluster', big: 's3', mode: 'offload', client: 'new-connection' });
+    if (s3OffloadCluster) out.push({ workers: w, peer: 'node:cluster', big: 's3', mode: 'offload', client: 'new-connection' });
   }
   return out;
 }
@@ -65,12 +75,9 @@ export const workersSuite: Suite = {
   estimateS: { tiny: 55, quick: 330, full: 900 },
   async run(ctx: Context) {
     const p = ctx.profile;
-    const loadS = p === 'tiny' ? 1.5 : p === 'quick' ? 5 : 10;
-    const baseS = p === 'tiny' ? 1 : 2;
+    const { loadS, baseS, clients, ingestBytes } = PROFILES[p];
     const rate: Record<Client, number> = { 'new-connection': 50, 'keep-alive': 200 };
     const s3Rate = 20;
-    const clients = p === 'tiny' ? 2000 : 40_000;
-    const ingestBytes = p === 'tiny' ? 1_000_000 : 25_000_000;
     const ingestLength = makeIngestBody(ingestBytes).length;
     const smallBody = makeIngestBody(2000);
     const rows: Row[] = [];
