@@ -84,7 +84,7 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, stats: Upst
 
 /**
  * Starts the upstream in this process (port 0 = any free port). Tests should prefer a separate
- * process (see test/helpers/upstream.ts): in-process, a blocked test loop would delay it too.
+ * process (see bench/lib/upstream.ts): in-process, a blocked test loop would delay it too.
  */
 export function startSlowUpstream(o: { port?: number; host?: string } = {}): Promise<SlowUpstream> {
   const stats: UpstreamStats = { started: 0, pending: 0, maxPending: 0, served: 0, abandoned: 0 };

@@ -10,10 +10,10 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeIngestBody } from '../../src/demo/s3';
-import { FIXTURES, startDrover, type Drover, type LogLine } from '../helpers/drover';
-import { loadUntil, type LoadResult } from '../helpers/load';
-import { parseMetrics, series } from '../helpers/prom';
-import { startUpstream, type Upstream } from '../helpers/upstream';
+import { FIXTURES, startDrover, type Drover, type LogLine } from '../../bench/lib/drover';
+import { loadUntil, type LoadResult } from '../../bench/lib/load';
+import { parseMetrics, series } from '../../bench/lib/prom';
+import { startUpstream, type Upstream } from '../../bench/lib/upstream';
 
 /** A 30 s watchdog and no shedding: the test blocks the loop on purpose (as io.test.ts). */
 const ARGS = ['--workers', '1', '--worker-timeout', '30s', '--shed-loop-delay', '0ms'];
