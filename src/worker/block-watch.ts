@@ -104,11 +104,12 @@ type Tagged = { [kReq]?: http.IncomingMessage };
  * previous sign, capped by the loop's active time in that gap (event-loop utilization), so an
  * idle gap is never counted.
  *
- * Attribution at no per-request cost beyond two property stores: `current` is the request whose
- * code runs synchronously from drover's request listener or from an event of its request or
- * response object (body parsers run on the request's 'end'); the watchdog's sample reads it. For
- * code resumed after an `await`, `current` is empty and the watchdog looks for the request on the
- * paused stack (a frame whose `this` or local variable is the request or response).
+ * Attribution at no per-request cost beyond two property stores (and the clock read of the sign
+ * of life): `current` is the request whose code runs synchronously from drover's request listener
+ * or from an event of its request or response object (body parsers run on the request's 'end');
+ * the watchdog's sample reads it. For code resumed after an `await`, `current` is empty and the
+ * watchdog looks for the request on the paused stack (a frame whose `this` or local variable is
+ * the request or response).
  */
 export class BlockWatch {
   readonly shared = new Float64Array(new SharedArrayBuffer(Slot.Length * 8));
