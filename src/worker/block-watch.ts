@@ -135,6 +135,8 @@ export class BlockWatch {
   private reportTimer: NodeJS.Timeout | undefined;
   private lastReportAt = 0;
   private restoreEmit: (() => void) | undefined;
+  /** The turn tick's period (turnMsFor); read on every request start, so computed once. */
+  private readonly turnMs: number;
 
   constructor(
     readonly thresholdMs: number,
@@ -143,13 +145,10 @@ export class BlockWatch {
     private readonly log: (fields: Record<string, unknown>, msg: string) => void,
     private readonly report: (routes: BlockingRoute[]) => void,
   ) {
+    this.turnMs = turnMsFor(thresholdMs);
     this.shared[Slot.SignAt] = Date.now();
     (globalThis as Record<symbol, unknown>)[GLOBAL_KEY] = this;
     this.patchEmit();
-  }
-
-  get turnMs(): number {
-    return turnMsFor(this.thresholdMs);
   }
 
   /** drover's request listener runs the app through this: the app's synchronous code is the request's. */
