@@ -175,6 +175,9 @@ function derive(rows: Row[]): Record<string, number> {
     if (off && ncS3) out[`s3 small bodies, ${w}w: p95 node:cluster naive / drover offload`] = round((ncS3.values.smallP95 as number) / (off.values.smallP95 as number));
     if (off && naive) out[`s3 small bodies, ${w}w: p95 drover naive / offload`] = round((naive.values.smallP95 as number) / (off.values.smallP95 as number));
     if (off) out[`s3 small bodies, ${w}w: offload p95 loaded / unloaded`] = round((off.values.smallP95 as number) / (off.values.baselineP95 as number));
+    // The floor under the same load: /ping touches neither body nor pool, so what it loses is the
+    // machine's (2 cores shared with the 25 MB transfer and parse), not the toolkit's.
+    if (off?.values.pingP95) out[`s3 small bodies, ${w}w: offload p95 / GET /ping p95 beside it`] = round((off.values.smallP95 as number) / (off.values.pingP95 as number));
   }
   return out;
 }
