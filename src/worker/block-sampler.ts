@@ -5,10 +5,11 @@
  *
  * 1. `Runtime.evaluate` of the watch's `sample()`: the inspector runs it on the main thread at its
  *    next interrupt check, inside the blocking code, with no debugger attached (well under 1 ms).
- *    That names the request when drover's own marker is set (the app's synchronous code, events
- *    of the request and response).
- * 2. Only when needed, a Debugger pause: for code resumed after an `await` (no marker; the request
- *    is found as a frame's `this` or local variable) and for the stack of a route that had none in
+ *    That names the request when drover's own marker is set (the app's synchronous code run from
+ *    drover's request listener).
+ * 2. Only when needed, a Debugger pause: for code run from an event of the request or response,
+ *    or resumed after an `await` (no marker; the request is found as the `this` of the event's
+ *    emit frame or as a frame's local variable), and for the stack of a route that had none in
  *    the last minute. The first pause costs the main thread ~10-60 ms (Debugger.enable reports
  *    every loaded script), later ones ~2-3 ms while the debugger stays enabled (it is disabled
  *    after LINGER_MS without a pause). Pauses that search for a request draw on a budget of 1 %
@@ -23,7 +24,7 @@ const WATCH = "globalThis[Symbol.for('drover.blockWatch')]";
 /** Frames searched for the request, and frames kept in a stack. */
 const SCAN_FRAMES = 16;
 const STACK_FRAMES = 20;
-/** Objects that lead to the request: drover tagged both. */
+/** Objects that lead to the request: drover marks both (their own `emit`). */
 const REQUEST_CLASSES = new Set(['IncomingMessage', 'ServerResponse']);
 /** Share of the main thread's time the pauses may take, and the burst allowed at once (ms). */
 const PAUSE_SHARE = 0.01;
@@ -146,12 +147,27 @@ export class BlockSampler {
   }
 
   private async pause(id: number, scan: boolean, wantStack: boolean): Promise<void> {
-    const started = Date.now();
+    // The budget is charged what the main thread spends on the debugger: enabling it, and the
+    // time it stays paused. Not the wait for the pause to land: the thread is busy with the
+    // block meanwhile (a 25 MB JSON.parse takes the pause only when it returns), which it would
+    // be anyway. Charging that wait spent the budget in two or three blocks of a looping S3
+    // naive route and left the rest (unknown).
+    let charged = 0;
+    let pausedAt: number | undefined;
     let frames: PausedFrame[] = [];
     try {
-      const paused = new Promise<PausedFrame[]>((resolve) => this.session.once('Debugger.paused', (ev) => resolve(ev.params.callFrames as PausedFrame[])));
-      // Replays scriptParsed for every loaded script the first time.
-      if (!this.enabled) await this.post('Debugger.enable');
+      const paused = new Promise<PausedFrame[]>((resolve) =>
+        this.session.once('Debugger.paused', (ev) => {
+          pausedAt = Date.now();
+          resolve(ev.params.callFrames as PausedFrame[]);
+        }),
+      );
+      if (!this.enabled) {
+        // Replays scriptParsed for every loaded script the first time.
+        const enabling = Date.now();
+        await this.post('Debugger.enable');
+        charged += Date.now() - enabling;
+      }
       this.enabled = true;
       await this.post('Debugger.pause');
       frames = await paused;
@@ -161,7 +177,8 @@ export class BlockSampler {
       else if (scan) await this.findRequest(frames);
     } finally {
       await this.post('Debugger.resume').catch(() => {});
-      this.budgetMs -= Date.now() - started;
+      if (pausedAt !== undefined) charged += Date.now() - pausedAt;
+      this.budgetMs -= charged;
     }
     if (wantStack && frames.length) {
       const stack = frames.slice(0, STACK_FRAMES).map((f) => formatFrame(sourceFrame(f, this.scripts.get(f.location.scriptId))));
@@ -170,29 +187,40 @@ export class BlockSampler {
     }
   }
 
-  /** The innermost frame whose `this` or local variable is a request or response drover tagged. */
+  /**
+   * A request or response on the paused stack: first as a frame's `this` (the emit frame of an
+   * event of the request or response: free, it comes with the paused event), then as a local
+   * variable of one of the innermost SCAN_FRAMES frames (a round trip per frame), innermost first.
+   */
   private async findRequest(frames: PausedFrame[]): Promise<void> {
+    const candidates = frames.filter((f) => f.this.objectId && REQUEST_CLASSES.has(f.this.className ?? '')).map((f) => f.this.objectId!);
+    if (await this.claimAny(candidates)) return;
     for (const f of frames.slice(0, SCAN_FRAMES)) {
-      const candidates: string[] = [];
-      if (f.this.objectId && REQUEST_CLASSES.has(f.this.className ?? '')) candidates.push(f.this.objectId);
+      const locals: string[] = [];
       for (const scope of f.scopeChain) {
         if (scope.type !== 'local' || !scope.object.objectId) continue;
         const props = await this.post<{ result: { value?: { className?: string; objectId?: string } }[] }>('Runtime.getProperties', {
           objectId: scope.object.objectId,
           ownProperties: true,
         });
-        for (const p of props.result) if (p.value?.objectId && REQUEST_CLASSES.has(p.value.className ?? '')) candidates.push(p.value.objectId);
+        for (const p of props.result) if (p.value?.objectId && REQUEST_CLASSES.has(p.value.className ?? '')) locals.push(p.value.objectId);
       }
-      for (const objectId of candidates) {
-        const r = await this.post<{ result: { value?: boolean } }>('Runtime.callFunctionOn', {
-          objectId,
-          functionDeclaration: `function () { return ${WATCH}.claim(this); }`,
-          returnByValue: true,
-        });
-        if (r.result.value === true) return;
-      }
+      if (await this.claimAny(locals)) return;
     }
     await this.post('Runtime.evaluate', { expression: `${WATCH}?.noRequest()` });
+  }
+
+  /** Offers each object to the watch until one is a request a server here received. */
+  private async claimAny(objectIds: string[]): Promise<boolean> {
+    for (const objectId of objectIds) {
+      const r = await this.post<{ result: { value?: boolean } }>('Runtime.callFunctionOn', {
+        objectId,
+        functionDeclaration: `function () { return ${WATCH}.claim(this); }`,
+        returnByValue: true,
+      });
+      if (r.result.value === true) return true;
+    }
+    return false;
   }
 }
 

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { BlockingRoute, MetricJson } from '../protocol';
 
@@ -91,8 +92,6 @@ const NO_REQUEST_RAN: Pending = { req: undefined, sampled: true, needScan: false
 
 /** The symbol under which the watch is reachable from the inspector's Runtime.evaluate. */
 export const GLOBAL_KEY = Symbol.for('drover.blockWatch');
-const kReq = Symbol('drover.blockReq');
-type Tagged = { [kReq]?: http.IncomingMessage };
 
 /**
  * Finds what blocks a worker's event loop and which route it belongs to (issue 17, ADR 0018).
@@ -104,12 +103,15 @@ type Tagged = { [kReq]?: http.IncomingMessage };
  * previous sign, capped by the loop's active time in that gap (event-loop utilization), so an
  * idle gap is never counted.
  *
- * Attribution at no per-request cost beyond two property stores (and the clock read of the sign
- * of life): `current` is the request whose code runs synchronously from drover's request listener
- * or from an event of its request or response object (body parsers run on the request's 'end');
- * the watchdog's sample reads it. For code resumed after an `await`, `current` is empty and the
- * watchdog looks for the request on the paused stack (a frame whose `this` or local variable is
- * the request or response).
+ * Attribution at no per-request cost beyond setting `current` (and the clock read of the sign of
+ * life): `current` is the request whose code runs synchronously from drover's request listener;
+ * the watchdog's sample reads it. For code run from an event of the request or response (a body
+ * parser's parse on the request's 'end', and with it an Express handler after express.json(); a
+ * streaming writer on 'drain') or resumed after an `await`, `current` is empty and the watchdog
+ * looks for the request on the paused stack: the `this` of the event's emit frame, or a frame's
+ * local variable. An earlier version marked those events by wrapping the `emit` of every
+ * IncomingMessage and ServerResponse; CPU profiles put that at ~2.7 µs of a ~370 µs /ping request,
+ * the larger part of the detector's cost per request (ADR 0018), for blocks the stack finds anyway.
  */
 export class BlockWatch {
   readonly shared = new Float64Array(new SharedArrayBuffer(Slot.Length * 8));
@@ -134,7 +136,6 @@ export class BlockWatch {
   private readonly awaitingStack = new Map<number, { route: string; ms: number }>();
   private reportTimer: NodeJS.Timeout | undefined;
   private lastReportAt = 0;
-  private restoreEmit: (() => void) | undefined;
   /** The turn tick's period (turnMsFor); read on every request start, so computed once. */
   private readonly turnMs: number;
 
@@ -148,13 +149,10 @@ export class BlockWatch {
     this.turnMs = turnMsFor(thresholdMs);
     this.shared[Slot.SignAt] = Date.now();
     (globalThis as Record<symbol, unknown>)[GLOBAL_KEY] = this;
-    this.patchEmit();
   }
 
   /** drover's request listener runs the app through this: the app's synchronous code is the request's. */
   run(req: http.IncomingMessage, res: http.ServerResponse, app: (req: http.IncomingMessage, res: http.ServerResponse) => void): void {
-    (req as Tagged)[kReq] = req;
-    (res as Tagged)[kReq] = req;
     if (this.armed[Cell.Armed] === 0) this.arm();
     else {
       // A request start half a tick after the last sign is the turn tick's sign of life, in a
@@ -208,7 +206,7 @@ export class BlockWatch {
 
   /** Called by the watchdog thread on a request or response it found on the paused stack. */
   claim(obj: unknown): boolean {
-    const req = (obj as Tagged | null)?.[kReq];
+    const req = this.requestOf(obj);
     if (!req || !this.pending.sampled) return false;
     this.pending.req = req;
     this.pending.needScan = false;
@@ -268,7 +266,6 @@ export class BlockWatch {
     clearTimeout(this.reportTimer);
     Atomics.store(this.armed, Cell.Armed, 0);
     if (this.sched) fs.closeSync(this.sched.fd);
-    this.restoreEmit?.();
     delete (globalThis as Record<symbol, unknown>)[GLOBAL_KEY];
   }
 
@@ -401,30 +398,14 @@ export class BlockWatch {
   }
 
   /**
-   * Events of a tracked request or response run with that request as `current`: a body parser's
-   * parse on 'end', a streaming writer on 'drain'. Other emitters (an HTTP client's responses)
-   * pay one property read.
+   * The request a request or response found on a paused stack stands for: one a server of this
+   * process received (an HTTP client's response is an IncomingMessage too, on a socket no server
+   * owns). Nothing marks requests: the check runs only when the watchdog found a candidate.
    */
-  private patchEmit(): void {
-    const protos = [http.IncomingMessage.prototype, http.ServerResponse.prototype] as { emit: (...a: unknown[]) => boolean }[];
-    const originals = protos.map((p) => p.emit);
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const watch = this;
-    protos.forEach((proto, i) => {
-      const orig = originals[i]!;
-      proto.emit = function emit(this: Tagged) {
-        const req = this[kReq];
-        if (req === undefined) return Reflect.apply(orig, this, arguments) as boolean;
-        const prev = watch.current;
-        watch.current = req;
-        try {
-          return Reflect.apply(orig, this, arguments) as boolean;
-        } finally {
-          watch.current = prev;
-        }
-      };
-    });
-    this.restoreEmit = () => protos.forEach((p, i) => (p.emit = originals[i]!));
+  private requestOf(obj: unknown): http.IncomingMessage | undefined {
+    const req = obj instanceof http.ServerResponse ? (obj.req as unknown) : obj;
+    if (!(req instanceof http.IncomingMessage)) return undefined;
+    return (req.socket as { server?: unknown } | null)?.server instanceof net.Server ? req : undefined;
   }
 }
 
