@@ -332,17 +332,17 @@ export interface ClosedLoopResult {
 
 /**
  * autocannon, closed loop: `connections` keep-alive connections each send as fast as answered
- * (for `durationS`, or until `amount` requests); with `rate`, no faster than that many requests
- * per second over all connections.
+ * (for `durationS`, or until `amount` requests). For a fixed rate use laneLoop: autocannon's
+ * `overallRate` lets each connection send its share of a second back to back and then wait, so
+ * "1,000 req/s" was ~100 ms of saturation and ~900 ms of idle each second (ADR 0020).
  */
-export async function closedLoop(o: { url: string; connections: number; durationS: number; method?: string; body?: string; amount?: number; timeoutS?: number; rate?: number }): Promise<ClosedLoopResult> {
+export async function closedLoop(o: { url: string; connections: number; durationS: number; method?: string; body?: string; amount?: number; timeoutS?: number }): Promise<ClosedLoopResult> {
   const latency = newHistogram();
   const failureKinds: Record<string, number> = {};
   const count = (kind: string) => addFailures(failureKinds, { [kind]: 1 });
   // Without a callback autocannon returns an emitter that is also a promise of the result.
   const instance = autocannon({
     url: o.url, connections: o.connections, duration: o.durationS, amount: o.amount, timeout: o.timeoutS, method: (o.method ?? 'GET') as 'GET', body: o.body,
-    overallRate: o.rate,
   }) as unknown as Promise<autocannon.Result> & import('node:events').EventEmitter;
   instance.on('response', (_client: unknown, status: number, _bytes: number, responseTime: number) => {
     latency.recordValue(us(responseTime));
@@ -363,15 +363,17 @@ export async function closedLoop(o: { url: string; connections: number; duration
 }
 
 /**
- * Closed loop with a new connection per request: `connections` lanes, for `durationS` or until
- * `amount` requests. autocannon cannot do this faithfully (its reconnects drop responses from its
- * counts), and it is what dispatch costs are about.
+ * `connections` lanes, for `durationS` or until `amount` requests: each with a new connection per
+ * request (autocannon cannot do this faithfully: its reconnects drop responses from its counts,
+ * and it is what dispatch costs are about), or with `keepAlive` one connection each. With `rate`,
+ * evenly paced: that many requests per second over all lanes, each lane at its own staggered pace.
  */
-export async function freshLoop(o: { url: string; connections: number; durationS: number; amount?: number }): Promise<ClosedLoopResult> {
+export async function laneLoop(o: { url: string; connections: number; durationS: number; amount?: number; keepAlive?: boolean; rate?: number }): Promise<ClosedLoopResult> {
   const r: ClosedLoopResult = { requests: 0, reqPerSec: 0, errors: 0, non2xx: 0, failureKinds: {}, latency: newHistogram(), durationS: 0 };
   const count = (kind: string) => addFailures(r.failureKinds, { [kind]: 1 });
   r.durationS = await lanes({
-    fresh: o.connections, url: o.url, ...(o.amount === undefined ? { durationS: o.durationS } : { amount: o.amount }),
+    ...(o.keepAlive ? { keepAlive: o.connections } : { fresh: o.connections }), url: o.url, rate: o.rate,
+    ...(o.amount === undefined ? { durationS: o.durationS } : { amount: o.amount }),
     onAnswer: (s) => {
       if (s.status === undefined) {
         r.errors++;

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { callgrindMissing, descendants, startCallgrind, type Callgrind } from '../lib/callgrind';
-import { addFailures, closedLoop, describeFailures, freshLoop } from '../lib/load';
+import { addFailures, closedLoop, describeFailures, laneLoop } from '../lib/load';
 import { REQUEST_PATHS } from '../lib/request-path-server';
 import { startPeer, type PeerKind, type Server } from '../lib/servers';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
@@ -142,7 +142,7 @@ export const costSuite: Suite = {
             const load = (amount: number) =>
               client === 'keep-alive'
                 ? closedLoop({ url: server!.url('/ping'), connections: workers, durationS: 3600, amount, timeoutS: SLOW_TIMEOUT_S })
-                : freshLoop({ url: server!.url('/ping'), connections: workers, durationS: 3600, amount });
+                : laneLoop({ url: server!.url('/ping'), connections: workers, durationS: 3600, amount });
             const warmup = client === 'keep-alive' ? warm : Math.ceil(warm / 3); // the second client reuses the JIT's work
             ctx.progress(`${config.name}, ${client}: ${warmup} warm-up requests, then ${measured} counted`);
             await load(warmup);

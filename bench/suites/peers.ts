@@ -1,6 +1,6 @@
 import { cpuNs } from '../lib/proc';
 import { descendants } from '../lib/callgrind';
-import { closedLoop, describeFailures, freshLoop, openLoop } from '../lib/load';
+import { closedLoop, describeFailures, laneLoop, openLoop } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
 import { percentile, roundRatios, summarize } from '../lib/stats';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
@@ -79,7 +79,7 @@ export const peersSuite: Suite = {
         try {
           for (const client of ['keep-alive', 'new-connection'] as Client[]) {
             ctx.progress(`round ${round}/${rounds}: ${peer}, ${client}, ${durationS}s`);
-            const load = client === 'keep-alive' ? closedLoop : freshLoop;
+            const load = client === 'keep-alive' ? closedLoop : laneLoop;
             // Warm-up: a fresh drover needs ~5 s of /ping before its req/s levels off (the JIT has
             // more code to optimise than a bare cluster's); 0.5 s measured partly warm-up speed.
             await load({ url: server.url('/ping'), connections, durationS: warmS });
@@ -100,11 +100,13 @@ export const peersSuite: Suite = {
             const cpuMs = (since: number[]) => pids.map(cpuNs).reduce((sum, ns, i) => sum + ns - since[i]!, 0) / 1e6;
             ctx.progress(`round ${round}/${rounds}: ${peer}, ${rate} req/s, ${durationS}s`);
             let before = pids.map(cpuNs);
-            const r = await closedLoop({ url: server.url('/ping'), connections, durationS, rate });
+            // Evenly paced (a request every 1/rate s, staggered over the connections): autocannon's
+            // overallRate sent each second's share back to back and then idled (ADR 0020).
+            const r = await laneLoop({ url: server.url('/ping'), connections, durationS, rate, keepAlive: true });
             const usPerRequest = (cpuMs(before) * 1000) / Math.max(1, r.requests);
             (cpu[peer] ??= []).push(usPerRequest);
             rows.push({
-              config: { peer, client: `keep-alive, ${rate} req/s`, round },
+              config: { peer, client: `keep-alive, ${rate} req/s evenly paced`, round },
               values: { reqPerSec: Math.round(r.reqPerSec), cpuUsPerRequest: Math.round(usPerRequest), errors: r.errors + r.non2xx },
               failed: describeFailures(r.failureKinds),
             });
@@ -142,7 +144,7 @@ export const peersSuite: Suite = {
     derived[`CPU per request at ${rate} req/s ${BASE} / ${LEAN_NAME}`] = cpuRatio(BASE, LEAN_NAME);
     derived[`CPU per request at ${rate} req/s ${BASE} / ${NO_BLOCKS}`] = cpuRatio(BASE, NO_BLOCKS);
     for (const [peer, ms] of Object.entries(idle)) derived[`idle CPU ms per s, ${peer}`] = Math.round(percentile(ms, 50) * 10) / 10;
-    return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, fixedRate: rate, idleSeconds: idleS, rounds, connections, route: '/ping' }, rows, derived };
+    return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, fixedRate: rate, fixedRateLoad: 'evenly paced, staggered over the keep-alive connections', idleSeconds: idleS, rounds, connections, route: '/ping' }, rows, derived };
   },
 };
 

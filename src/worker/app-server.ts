@@ -48,7 +48,7 @@ export function createAppServer(
   server.maxHeadersCount = MAX_HEADERS;
   const conns = new Connections(server);
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    conns.track(req, res);
+    conns.track(res);
     // node silently drops headers past maxHeadersCount; a request that reached it is refused.
     if (req.rawHeaders.length >= MAX_HEADERS * 2) return void res.writeHead(431, { connection: 'close', 'content-length': 0 }).end();
     if (gate?.shed(req, res)) return;

@@ -24,7 +24,7 @@ const WATCH = "globalThis[Symbol.for('drover.blockWatch')]";
 /** Frames searched for the request, and frames kept in a stack. */
 const SCAN_FRAMES = 16;
 const STACK_FRAMES = 20;
-/** Objects that lead to the request: drover marks both (their own `emit`). */
+/** Objects that may lead to a request; claim() takes those a server of the process received. */
 const REQUEST_CLASSES = new Set(['IncomingMessage', 'ServerResponse']);
 /** Share of the main thread's time the pauses may take, and the burst allowed at once (ms). */
 const PAUSE_SHARE = 0.01;

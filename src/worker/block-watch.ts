@@ -110,7 +110,7 @@ export const GLOBAL_KEY = Symbol.for('drover.blockWatch');
  * streaming writer on 'drain') or resumed after an `await`, `current` is empty and the watchdog
  * looks for the request on the paused stack: the `this` of the event's emit frame, or a frame's
  * local variable. An earlier version marked those events by wrapping the `emit` of every
- * IncomingMessage and ServerResponse; CPU profiles put that at ~2.7 µs of a ~370 µs /ping request,
+ * IncomingMessage and ServerResponse; CPU profiles put that at ~2.7 µs of a ~390 µs /ping request,
  * the larger part of the detector's cost per request (ADR 0018), for blocks the stack finds anyway.
  */
 export class BlockWatch {
