@@ -12,7 +12,7 @@ import * as http from 'node:http';
 import type * as hdr from 'hdr-histogram-js';
 import { makeIngestBody } from '../../src/demo/s3';
 import { lanes } from './load';
-import { newHistogram } from './stats';
+import { newHistogram, us } from './stats';
 
 export interface Report {
   latencyMs: number[];
@@ -43,7 +43,7 @@ export function bigClient(url: string, bodyBytes = 0): { ready: Promise<void>; s
       const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as Partial<Report>;
       if (!Array.isArray(r.latencyMs)) throw new Error(`big client reported nothing: ${out.slice(0, 200)}`);
       const latency = newHistogram();
-      for (const ms of r.latencyMs) latency.recordValue(Math.max(1, Math.round(ms * 1000)));
+      for (const ms of r.latencyMs) latency.recordValue(us(ms));
       return { latency, errors: r.errors ?? 0 };
     },
   };

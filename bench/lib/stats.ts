@@ -5,6 +5,9 @@ export function newHistogram(): hdr.Histogram {
   return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
 }
 
+/** A time in ms as the histograms' µs (at least 1, their lowest value). */
+export const us = (ms: number) => Math.max(1, Math.round(ms * 1000));
+
 /** The table shape of the seed reports: count, min, median, mean, p90, p95, p99, max (ms). */
 export interface Summary {
   count: number;

@@ -4,11 +4,23 @@
  * writes for bench/results/reliability.json and docs/reliability.md.
  */
 
-import type { LoadFigures } from '../lib/load';
-
-export type { LoadFigures };
-
 export type Profile = 'quick' | 'standard';
+
+/** What a case's client (test/helpers/paced-load.ts) held, for the report. */
+export interface LoadFigures {
+  /** Requests per second the client aimed at. */
+  targetPerSec: number;
+  /** Requests per second actually completed while the case ran. */
+  reqPerSec: number;
+  requests: number;
+  failed: number;
+  /** Failures by status or error code. */
+  errors: Record<string, number>;
+  /** Lanes by kind (keep-alive, new connection, fetch). */
+  lanes?: Record<string, number>;
+  /** Figures per phase of the case (before / during / after the fault), latency from due time. */
+  phases?: { name: string; ok: number; failed: number; reqPerSec: number; medianMs: number; p99Ms: number; maxMs: number }[];
+}
 
 export interface ScenarioOptions {
   /** quick: short phases (`npm test`, `npm run reliability -- --quick`); standard: longer. */
@@ -96,39 +108,4 @@ export const CASES: { id: string; title: string; group: CaseResult['group']; est
 
 function q(quick: number, standard: number) {
   return (o: { profile: string }) => (o.profile === 'quick' ? quick : standard);
-}
-
-/** Collects checks and notes while a scenario runs, then builds its result. */
-export class CaseBuilder {
-  readonly checks: Check[] = [];
-  readonly notes: string[] = [];
-  private readonly started = Date.now();
-
-  constructor(
-    readonly id: string,
-    readonly title: string,
-    readonly group: CaseResult['group'],
-  ) {}
-
-  check(name: string, ok: boolean, value?: string | number, limit?: string | number, knownBug?: string): boolean {
-    this.checks.push({ name, ok, ...(value !== undefined ? { value } : {}), ...(limit !== undefined ? { limit } : {}), ...(knownBug ? { knownBug } : {}) });
-    return ok;
-  }
-
-  note(text: string): void {
-    this.notes.push(text);
-  }
-
-  done(r: Omit<CaseResult, 'id' | 'case' | 'group' | 'checks' | 'notes' | 'pass' | 'durationS'>): CaseResult {
-    return {
-      id: this.id,
-      case: this.title,
-      group: this.group,
-      ...r,
-      checks: this.checks,
-      notes: this.notes,
-      pass: this.checks.every((c) => c.ok || c.knownBug !== undefined),
-      durationS: Math.round((Date.now() - this.started) / 100) / 10,
-    };
-  }
 }

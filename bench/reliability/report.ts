@@ -134,7 +134,7 @@ export function renderReport(run: ReliabilityRun): string {
     `**${run.results.length - failed.length} of ${run.results.length} cases within their bounds.**${uniqueBugs.length ? ` ${uniqueBugs.length} known drover bug(s) listed at the end (their checks are reported, not counted as failures).` : ''}`,
     '',
     'Every case starts its own drover on free ports with real processes, real signals and real HTTP. The load is a paced client ' +
-      '(`PacedLoad` in `bench/lib/load.ts`): a fixed number of lanes, each on a keep-alive connection, a new connection per request, or `fetch`, ' +
+      '(`PacedLoad` in `test/helpers/paced-load.ts`): a fixed number of lanes, each on a keep-alive connection, a new connection per request, or `fetch`, ' +
       'each sending at its own fixed pace once its previous request has answered; "load held" is what was achieved, not what was asked. ' +
       'A request fails when it gets no answer or a 5xx. The cases are node:test tests (`test/integration/reliability/`), each bound a subtest; `npm test` runs them with a shorter soak.',
     '',

@@ -1,7 +1,8 @@
 /**
  * Shared pieces of the reliability cases (test/integration/reliability/): `reliabilityCase` runs one
- * as a node:test test, each check a subtest; starting drover, reading /status and /metrics without
- * leaving keep-alive sockets in the primary, log-line times.
+ * as a node:test test, each check a subtest; `CaseBuilder` collects a case's checks; starting
+ * drover, reading /status and /metrics without leaving keep-alive sockets in the primary, log-line
+ * times. Their load is test/helpers/paced-load.ts.
  *
  * `npm test` runs the quick profile with a 30 s soak (2 minutes when CI is set). `npm run reliability`
  * runs these files with DROVER_RELIABILITY_PROFILE, DROVER_SOAK_SECONDS, DROVER_RELIABILITY_CASES
@@ -14,7 +15,7 @@ import * as path from 'node:path';
 import { it } from 'node:test';
 import { FIXTURES, ROOT, getText, startDrover, status, waitStatus, type Drover, type LogLine, type StartOptions } from '../../bench/lib/drover';
 import { parseMetrics, type Sample } from '../../bench/lib/prom';
-import { CASES, type CaseResult, type Profile, type ScenarioOptions } from '../../bench/reliability/cases';
+import { CASES, type CaseResult, type Check, type Profile, type ScenarioOptions } from '../../bench/reliability/cases';
 
 export { FIXTURES, ROOT, getText, status, waitStatus };
 export const RELIABILITY_APP = path.join(FIXTURES, 'reliability-app.js');
@@ -115,4 +116,42 @@ export function reliabilityCase(id: string, run: (o: ScenarioOptions) => Promise
 
 function record(r: CaseResult): void {
   if (env.DROVER_RELIABILITY_RESULTS) fs.appendFileSync(env.DROVER_RELIABILITY_RESULTS, JSON.stringify(r) + '\n');
+}
+
+/** Collects checks and notes while a scenario runs, then builds its result. */
+export class CaseBuilder {
+  readonly checks: Check[] = [];
+  readonly notes: string[] = [];
+  private readonly started = Date.now();
+  private readonly c: (typeof CASES)[number];
+
+  /** The case's title (unless given: the soak's names its length) and group are its entry in CASES. */
+  constructor(
+    readonly id: string,
+    private readonly title?: string,
+  ) {
+    this.c = CASES.find((x) => x.id === id)!;
+  }
+
+  check(name: string, ok: boolean, value?: string | number, limit?: string | number, knownBug?: string): boolean {
+    this.checks.push({ name, ok, ...(value !== undefined ? { value } : {}), ...(limit !== undefined ? { limit } : {}), ...(knownBug ? { knownBug } : {}) });
+    return ok;
+  }
+
+  note(text: string): void {
+    this.notes.push(text);
+  }
+
+  done(r: Omit<CaseResult, 'id' | 'case' | 'group' | 'checks' | 'notes' | 'pass' | 'durationS'>): CaseResult {
+    return {
+      id: this.id,
+      case: this.title ?? this.c.title,
+      group: this.c.group,
+      ...r,
+      checks: this.checks,
+      notes: this.notes,
+      pass: this.checks.every((c) => c.ok || c.knownBug !== undefined),
+      durationS: Math.round((Date.now() - this.started) / 100) / 10,
+    };
+  }
 }

@@ -5,9 +5,9 @@ import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { total } from '../../../bench/lib/prom';
-import { Fleet, RELIABILITY_APP, getText, linesSince, scrape, reliabilityCase } from '../../helpers/reliability';
+import { Fleet, RELIABILITY_APP, getText, linesSince, scrape, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
 import { listeners } from '../../../bench/lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
+import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 const APP = { app: RELIABILITY_APP };
 
@@ -27,7 +27,7 @@ function connectable(host: string, port: number): Promise<string> {
 }
 
 export async function controlBind(_o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('control-bind', 'Control plane binds to loopback unless told otherwise', 'control');
+  const c = new CaseBuilder('control-bind');
   const fleet = new Fleet();
   try {
     const d = await fleet.start({ ...APP, args: ['--workers', '1'] });
@@ -51,7 +51,7 @@ export async function controlBind(_o: ScenarioOptions): Promise<CaseResult> {
 }
 
 export async function controlToken(_o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('control-token', 'Reload needs the operator\'s bearer token', 'control');
+  const c = new CaseBuilder('control-token');
   const fleet = new Fleet();
   const token = randomBytes(16).toString('hex');
   try {
@@ -98,7 +98,7 @@ export async function controlToken(_o: ScenarioOptions): Promise<CaseResult> {
 }
 
 export async function metricsAuth(_o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('metrics-auth', '/metrics behind the token (--metrics-auth on); probes open', 'control');
+  const c = new CaseBuilder('metrics-auth');
   const fleet = new Fleet();
   const token = randomBytes(16).toString('hex');
   try {

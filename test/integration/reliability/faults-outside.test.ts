@@ -9,10 +9,10 @@ import * as readline from 'node:readline';
 import { ROOT } from '../../../bench/lib/drover';
 import { UPSTREAM_BIN, startUpstream } from '../../../bench/lib/upstream';
 import { total } from '../../../bench/lib/prom';
-import { Fleet, RELIABILITY_APP, getText, lanesFor, linesSince, pick, scrape, sleep, status, reliabilityCase } from '../../helpers/reliability';
-import { PacedLoad } from '../../../bench/lib/load';
+import { Fleet, RELIABILITY_APP, getText, lanesFor, linesSince, pick, scrape, sleep, status, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
+import { PacedLoad } from '../../helpers/paced-load';
 import { freePort, gone, waitUntil } from '../../../bench/lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
+import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 const DISCONNECT_DRAIN_BUG =
   "drover bug: when the primary dies, workers exit at once instead of finishing in-flight requests: the worker's process.on('disconnect') handler " +
@@ -21,7 +21,7 @@ const DISCONNECT_DRAIN_BUG =
   'was not requested (worker.exitedAfterDisconnect is false); requests in flight get a reset connection';
 
 export async function primarySigkill(o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('primary-sigkill', 'SIGKILL the primary under load', 'fault');
+  const c = new CaseBuilder('primary-sigkill');
   const fleet = new Fleet();
   const boundMs = 2000;
   try {
@@ -141,7 +141,7 @@ async function upstreamOn(port: number): Promise<{ pid: number; stop: () => void
 export function upstreamFault(kind: 'hang' | 'down') {
   return async (o: ScenarioOptions): Promise<CaseResult> => {
     const hang = kind === 'hang';
-    const c = new CaseBuilder(`upstream-${kind}`, hang ? 'The slow upstream (S1) hangs' : 'The slow upstream (S1) dies', 'fault');
+    const c = new CaseBuilder(`upstream-${kind}`);
     if (!fs.existsSync(UPSTREAM_BIN)) {
       c.check('S1 endpoints present', false, 'not run: S1 endpoints missing');
       return c.done({ load: null, faults: 'not run: S1 endpoints missing', failed: null, bound: null, recoveryMs: null, details: {} });

@@ -4,13 +4,13 @@
  */
 import { performance } from 'node:perf_hooks';
 import { total } from '../../../bench/lib/prom';
-import { Fleet, RELIABILITY_APP, getText, lanesFor, linesSince, lineTime, pick, scrape, sleep, status, waitStatus, reliabilityCase } from '../../helpers/reliability';
-import { PacedLoad } from '../../../bench/lib/load';
+import { Fleet, RELIABILITY_APP, getText, lanesFor, linesSince, lineTime, pick, scrape, sleep, status, waitStatus, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
+import { PacedLoad } from '../../helpers/paced-load';
 import { waitUntil } from '../../../bench/lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
+import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 export async function memoryLimit(o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('memory-limit', 'Memory limit (--max-memory) recycles a growing worker', 'fault');
+  const c = new CaseBuilder('memory-limit');
   const fleet = new Fleet();
   const limitMb = 220;
   const growMb = 192;
@@ -62,7 +62,7 @@ export async function memoryLimit(o: ScenarioOptions): Promise<CaseResult> {
 }
 
 export async function maxRequests(o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('max-requests', 'Request budget (--max-requests + jitter) recycles one worker at a time', 'fault');
+  const c = new CaseBuilder('max-requests');
   const fleet = new Fleet();
   const workers = 3;
   const limit = 400;
@@ -136,7 +136,7 @@ export async function maxRequests(o: ScenarioOptions): Promise<CaseResult> {
 }
 
 export async function rollingReload(o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('rolling-reload', 'Rolling reload under load', 'fault');
+  const c = new CaseBuilder('rolling-reload');
   const fleet = new Fleet();
   const minRequests = 5000;
   try {

@@ -3,17 +3,17 @@
  */
 import { performance } from 'node:perf_hooks';
 import { run } from '../../../bench/lib/drover';
-import { Fleet, PROBE_CLIENT, RELIABILITY_APP, getText, lanesFor, lineTime, pick, sleep, status, reliabilityCase } from '../../helpers/reliability';
-import { PacedLoad } from '../../../bench/lib/load';
+import { Fleet, PROBE_CLIENT, RELIABILITY_APP, getText, lanesFor, lineTime, pick, sleep, status, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
+import { PacedLoad } from '../../helpers/paced-load';
 import { round, waitUntil } from '../../../bench/lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
+import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 /** DESIGN §5: start-up takes 0.3–0.5 s idle, up to ~1 s with both cores busy; 1 s is the goal, 3 s the bound. */
 const REPLACEMENT_GOAL_MS = 1000;
 const REPLACEMENT_BOUND_MS = 3000;
 
 export async function workerSigkill(o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('worker-sigkill', 'SIGKILL a worker under load', 'fault');
+  const c = new CaseBuilder('worker-sigkill');
   const fleet = new Fleet();
   try {
     const d = await fleet.start({ app: RELIABILITY_APP, args: ['--workers', '3'] });
@@ -83,7 +83,7 @@ export async function workerSigkill(o: ScenarioOptions): Promise<CaseResult> {
 }
 
 export async function workerStuck(o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('worker-stuck', 'A worker stuck in an infinite loop under load', 'fault');
+  const c = new CaseBuilder('worker-stuck');
   const fleet = new Fleet();
   const timeoutMs = 2000;
   try {

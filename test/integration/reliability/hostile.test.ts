@@ -7,10 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ROOT } from '../../../bench/lib/drover';
-import { Fleet, getText, lanesFor, pick, sleep, status, reliabilityCase } from '../../helpers/reliability';
-import { PacedLoad } from '../../../bench/lib/load';
+import { Fleet, getText, lanesFor, pick, sleep, status, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
+import { PacedLoad } from '../../helpers/paced-load';
 import { rawExchange, type RawAnswer } from '../../helpers/raw-http';
-import { CaseBuilder, type CaseResult, type InputRow, type ScenarioOptions } from '../../../bench/reliability/cases';
+import type { CaseResult, InputRow, ScenarioOptions } from '../../../bench/reliability/cases';
 
 const LEAK = /at [\w.<>$]+ \(|\/work\/|\/home\/|\/tmp\/|node_modules|dist\/|\.[jt]s:\d+/;
 const CANARY = 'CANARY-7f3a';
@@ -142,7 +142,7 @@ function dataDir(): { root: string; reports: string } {
 }
 
 export async function hostileInputs(o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('hostile-input', 'Hostile and malformed input', 'input');
+  const c = new CaseBuilder('hostile-input');
   const fleet = new Fleet();
   const dir = dataDir();
   try {

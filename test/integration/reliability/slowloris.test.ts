@@ -6,10 +6,10 @@
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { percentile } from '../../../bench/lib/stats';
-import { Fleet, lanesFor, pick, sleep, status, reliabilityCase } from '../../helpers/reliability';
-import { PacedLoad } from '../../../bench/lib/load';
+import { Fleet, lanesFor, pick, sleep, status, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
+import { PacedLoad } from '../../helpers/paced-load';
 import { round, waitUntil } from '../../../bench/lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
+import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 /** Node checks header/request timeouts every `connectionsCheckingInterval` (drover: 1 s). */
 const CHECK_INTERVAL_MS = 1000;
@@ -41,7 +41,7 @@ function open(port: number, kind: Victim['kind'], first: string, rest: string): 
 }
 
 export async function slowloris(o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('slowloris', 'Slowloris (headers or body a byte at a time)', 'input');
+  const c = new CaseBuilder('slowloris');
   const fleet = new Fleet();
   const headersTimeoutMs = 2000;
   const requestTimeoutMs = 4000;

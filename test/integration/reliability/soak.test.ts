@@ -10,10 +10,10 @@
  */
 import { performance } from 'node:perf_hooks';
 import { total } from '../../../bench/lib/prom';
-import { Fleet, RELIABILITY_APP, lanesFor, pick, scrape, sleep, status, waitStatus, reliabilityCase } from '../../helpers/reliability';
-import { PacedLoad, type RequestSpec } from '../../../bench/lib/load';
+import { Fleet, RELIABILITY_APP, lanesFor, pick, scrape, sleep, status, waitStatus, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
+import { PacedLoad, type RequestSpec } from '../../helpers/paced-load';
 import { fdCount, round, rssBytes, slopePerMinute, threadCount, waitUntil } from '../../../bench/lib/proc';
-import { CaseBuilder, type CaseResult, type ScenarioOptions } from '../../../bench/reliability/cases';
+import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 interface SoakSample {
   t: number;
@@ -38,7 +38,7 @@ function mix(): () => RequestSpec {
 }
 
 export async function soak(o: ScenarioOptions): Promise<CaseResult> {
-  const c = new CaseBuilder('soak', `Soak: ${o.soakSeconds} s of mixed traffic with worker kills and reloads`, 'soak');
+  const c = new CaseBuilder('soak', `Soak: ${o.soakSeconds} s of mixed traffic with worker kills and reloads`);
   const fleet = new Fleet();
   const seconds = o.soakSeconds;
   // What "flat" means, from measurements (300 s at 500 req/s; 120 s at 300 req/s): the primary's
