@@ -366,12 +366,24 @@ export async function closedLoop(o: { url: string; connections: number; duration
  * request (autocannon cannot do this faithfully: its reconnects drop responses from its counts,
  * and it is what dispatch costs are about), or with `keepAlive` one connection each. With `rate`,
  * evenly paced: that many requests per second over all lanes, each lane at its own staggered pace.
+ * With `next`, each lane sends requests of its own: the S1 and S2 suites' simulated users, one lane
+ * a user (as locust did in their reports), who give up on a request after `timeoutMs` (`timeout`).
  */
-export async function laneLoop(o: { url: string; connections: number; durationS: number; amount?: number; keepAlive?: boolean; rate?: number }): Promise<ClosedLoopResult> {
+export async function laneLoop(o: {
+  url?: string;
+  next?: (lane: number, n: number) => Req;
+  connections: number;
+  durationS: number;
+  amount?: number;
+  keepAlive?: boolean;
+  rate?: number;
+  timeoutMs?: number;
+}): Promise<ClosedLoopResult> {
   const r: ClosedLoopResult = { requests: 0, reqPerSec: 0, errors: 0, non2xx: 0, failureKinds: {}, latency: newHistogram(), durationS: 0 };
   const count = (kind: string) => addFailures(r.failureKinds, { [kind]: 1 });
   r.durationS = await lanes({
-    ...(o.keepAlive ? { keepAlive: o.connections } : { fresh: o.connections }), url: o.url, rate: o.rate,
+    ...(o.keepAlive ? { keepAlive: o.connections } : { fresh: o.connections }), url: o.url, rate: o.rate, timeoutMs: o.timeoutMs, timeoutLabel: 'timeout',
+    ...(o.next ? { next: (_: number, lane: number, n: number) => o.next!(lane, n) } : {}),
     ...(o.amount === undefined ? { durationS: o.durationS } : { amount: o.amount }),
     onAnswer: (s) => {
       if (s.status === undefined) {
@@ -379,7 +391,7 @@ export async function laneLoop(o: { url: string; connections: number; durationS:
         return count(s.error!);
       }
       r.requests++;
-      if (s.status !== 200) {
+      if (s.status < 200 || s.status > 299) {
         r.non2xx++;
         count(`status ${s.status}`);
       }
@@ -404,100 +416,44 @@ export function describeFailures(kinds: Record<string, number>): string | undefi
   return `${total} failed requests (${entries.map(([k, n]) => `${k} ×${n}`).join(', ')})`;
 }
 
-export interface UsersResult {
-  requests: number;
-  failures: number;
-  /** Failure kinds with counts (status codes, timeouts, connection errors). */
-  failureKinds: Record<string, number>;
-  latency: hdr.Histogram;
-  durationS: number;
-}
-
-/**
- * `users` simulated users, each sending its next request when the previous one answered (as
- * locust did in the S1 and S2 reports), on keep-alive connections, for `durationS`. A request
- * that takes longer than `timeoutMs` is a failure (the user gives up), as are non-2xx answers.
- */
-export async function runUsers(o: { users: number; durationS: number; timeoutMs: number; request: (user: number, i: number) => { method: string; url: string; body?: string } }): Promise<UsersResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: o.users });
-  const r: UsersResult = { requests: 0, failures: 0, failureKinds: {}, latency: newHistogram(), durationS: 0 };
-  const fail = (kind: string) => {
-    r.failures++;
-    addFailures(r.failureKinds, { [kind]: 1 });
-  };
-  r.durationS = await lanes({
-    keepAlive: o.users, agent, durationS: o.durationS, timeoutMs: o.timeoutMs, timeoutLabel: 'timeout',
-    next: (_, user, n) => {
-      const spec = o.request(user, n);
-      return { ...spec, headers: spec.body ? { 'content-type': 'application/json' } : {} };
-    },
-    onAnswer: (s) => {
-      r.requests++;
-      if (s.status === undefined) return fail(s.error!);
-      r.latency.recordValue(us(s.endedAt! - s.sentAt));
-      if (s.status >= 400) fail(`status ${s.status}`);
-    },
-  }).done;
-  agent.destroy();
-  return r;
-}
-
-export interface LoadResult {
-  ok: number;
-  failed: number;
-  /** Failure descriptions (status codes or error codes) with counts. */
-  errors: Record<string, number>;
-  /** Worker pids seen in responses (demo /ping answers with its pid). */
-  pids: Set<number>;
-}
-
-/** Closed-loop load until `stop` resolves, on shared keep-alive connections (`keepAlive`), new ones (`fresh`) and fetch. */
-export async function loadUntil(url: string, stop: Promise<unknown>, o: { keepAlive?: number; fresh?: number; fetchLoops?: number }): Promise<LoadResult> {
-  const result: LoadResult = { ok: 0, failed: 0, errors: {}, pids: new Set() };
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-  const run = lanes({
-    keepAlive: o.keepAlive, fresh: o.fresh, fetch: o.fetchLoops, agent, url, readBody: true, timeoutMs: 10_000,
-    onAnswer: (s) => {
-      if (s.status === 200) {
-        result.ok++;
-        if (s.pid) result.pids.add(s.pid);
-        return;
-      }
-      result.failed++;
-      addFailures(result.errors, { [s.status !== undefined ? `status ${s.status}` : s.error!]: 1 });
-    },
-  });
-  void stop.finally(run.stop);
-  await run.done;
-  agent.destroy();
-  return result;
-}
-
 export interface ManyResult {
+  /** 2xx answers. */
   ok: number;
+  /** Other answers, and requests with no answer. */
   failed: number;
+  /** Answers by status code; requests with no answer by their error. */
   statuses: Record<string, number>;
-  /** Responses per worker pid (from the JSON body's `pid`). */
+  /** Answers per worker pid (the test apps answer with theirs). */
   byPid: Map<number, number>;
 }
 
-/** Exactly `n` requests, `concurrency` at a time, each on a new connection unless `keepAlive`; ok = below 500. */
-export async function sendMany(url: string | ((i: number) => string), n: number, o: { method?: string; concurrency?: number; keepAlive?: boolean } = {}): Promise<ManyResult> {
+/**
+ * The tests' closed loop: exactly `until` requests, or as many as go until `until` resolves, on
+ * `fresh` lanes (a new connection per request; 8 when no lanes are given), `keepAlive` lanes
+ * sharing one pool, and `fetch` lanes. A request not answered in 10 s fails.
+ */
+export async function sendMany(
+  url: string | ((i: number) => string),
+  until: number | Promise<unknown>,
+  o: { method?: string; keepAlive?: number; fresh?: number; fetch?: number } = {},
+): Promise<ManyResult> {
+  const { method, ...counts } = o;
   const result: ManyResult = { ok: 0, failed: 0, statuses: {}, byPid: new Map() };
-  const agent = o.keepAlive ? new http.Agent({ keepAlive: true }) : undefined;
-  const lanesN = Math.min(n, o.concurrency ?? 8);
-  await lanes({
-    ...(agent ? { keepAlive: lanesN, agent } : { fresh: lanesN }), amount: n, readBody: true,
-    next: (i) => ({ url: typeof url === 'function' ? url(i) : url, method: o.method ?? 'GET' }),
+  const agent = new http.Agent({ keepAlive: true });
+  const run = lanes({
+    ...(counts.keepAlive || counts.fresh || counts.fetch ? counts : { fresh: 8 }), agent, readBody: true, timeoutMs: 10_000,
+    ...(typeof until === 'number' ? { amount: until } : {}),
+    next: (i) => ({ url: typeof url === 'function' ? url(i) : url, method }),
     onAnswer: (s) => {
-      if (s.status === undefined) return void result.failed++;
-      result.statuses[s.status] = (result.statuses[s.status] ?? 0) + 1;
-      if (s.status < 500) result.ok++;
+      addFailures(result.statuses, { [s.status ?? s.error!]: 1 });
+      if (s.status !== undefined && s.status >= 200 && s.status <= 299) result.ok++;
       else result.failed++;
       if (s.pid) result.byPid.set(s.pid, (result.byPid.get(s.pid) ?? 0) + 1);
     },
-  }).done;
-  agent?.destroy();
+  });
+  if (typeof until !== 'number') void until.finally(run.stop);
+  await run.done;
+  agent.destroy();
   return result;
 }
 

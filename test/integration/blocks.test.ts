@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeIngestBody } from '../../src/demo/s3';
 import { FIXTURES, startDrover, type Drover, type LogLine } from '../../bench/lib/drover';
-import { loadUntil, type LoadResult } from '../../bench/lib/load';
+import { sendMany, type ManyResult } from '../../bench/lib/load';
 import { parseMetrics, series } from '../../bench/lib/prom';
 import { startUpstream, type Upstream } from '../../bench/lib/upstream';
 
@@ -74,14 +74,14 @@ describe('what blocks the loop: the demo app on one worker, /ping running throug
   let up: Upstream;
   let d: Drover;
   let stopPing: () => void;
-  let ping: Promise<LoadResult>;
+  let ping: Promise<ManyResult>;
   const INGEST = makeIngestBody(25e6);
 
   before(async () => {
     up = await startUpstream();
     d = await startDrover({ args: ARGS, env: { UPSTREAM_URL: up.url } });
     const stop = new Promise<void>((r) => (stopPing = r));
-    ping = loadUntil(d.url('/ping'), stop, { keepAlive: 1 });
+    ping = sendMany(d.url('/ping'), stop, { keepAlive: 1 });
   });
   after(async () => {
     stopPing?.();
@@ -126,17 +126,17 @@ describe('what blocks the loop: the demo app on one worker, /ping running throug
     stopPing();
     const r = await ping;
     assert.ok(r.ok > 100, `pings answered: ${r.ok}`);
-    assert.equal(r.failed, 0, JSON.stringify(r.errors));
+    assert.equal(r.failed, 0, JSON.stringify(r.statuses));
   });
 });
 
 describe('what blocks the loop: code after an await, before routing, and in a timer', () => {
   let d: Drover;
   let stopPing: () => void;
-  let ping: Promise<LoadResult>;
+  let ping: Promise<ManyResult>;
   before(async () => {
     d = await startDrover({ app: path.join(FIXTURES, 'blocking-app.js'), args: ARGS });
-    ping = loadUntil(d.url('/ping'), new Promise<void>((r) => (stopPing = r)), { keepAlive: 1 });
+    ping = sendMany(d.url('/ping'), new Promise<void>((r) => (stopPing = r)), { keepAlive: 1 });
   });
   after(async () => {
     stopPing?.();

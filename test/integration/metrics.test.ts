@@ -29,7 +29,7 @@ describe('aggregated metrics', () => {
     const d = await startDrover({ app: path.join(FIXTURES, 'custom-metrics.js'), args: ['--workers', '3'] });
     started.push(d);
     const K = 300;
-    const r = await sendMany(d.url('/ping'), K, { concurrency: 6 });
+    const r = await sendMany(d.url('/ping'), K, { fresh: 6 });
     assert.equal(r.ok, K);
     assert.equal(r.byPid.size, 3, 'requests were spread over all workers');
     await sendMany((i) => d.url(`/api/items/${i}`), 25);
@@ -130,7 +130,7 @@ describe('aggregated metrics', () => {
     const random = (i: number) => d.url(`/random/${i}-${Math.random().toString(36).slice(2)}?q=${i}`);
     await sendMany(d.url('/ping'), 10);
     // The first unmatched request creates its (bounded) series; after that, paths must add none.
-    await sendMany(random, 100, { concurrency: 8, keepAlive: true });
+    await sendMany(random, 100, { keepAlive: 8 });
     // Runtime series (nodejs_*, process_*) grow by themselves, e.g. when a new GC kind first
     // runs; what must not grow is anything labelled by request.
     // Block counters (issue 17) get a series per route the first time a route blocks, which a
@@ -138,7 +138,7 @@ describe('aggregated metrics', () => {
     const requestSeries = (text: string) =>
       parseMetrics(text).filter((x) => !/^(drover_primary_)?(nodejs|process)_|^drover_event_loop_block/.test(x.name));
     const before = requestSeries((await scrape(d)).text).length;
-    const r = await sendMany(random, 10_000, { concurrency: 16, keepAlive: true });
+    const r = await sendMany(random, 10_000, { keepAlive: 16 });
     assert.equal(r.statuses['404'], 10_000);
     const text = (await scrape(d)).text;
     const s = parseMetrics(text);

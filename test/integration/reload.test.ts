@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, FIXTURES, run, startDrover, type Drover } from '../../bench/lib/drover';
-import { getJson, loadUntil } from '../../bench/lib/load';
+import { getJson, sendMany } from '../../bench/lib/load';
 
 describe('zero-downtime rolling reload', () => {
   const started: Drover[] = [];
@@ -22,7 +22,7 @@ describe('zero-downtime rolling reload', () => {
     // Load across all three client kinds, running from before the reload until after it.
     let release!: () => void;
     const stop = new Promise<void>((r) => (release = r));
-    const load = loadUntil(d.url('/ping'), stop, { keepAlive: 4, fresh: 2, fetchLoops: 2 });
+    const load = sendMany(d.url('/ping'), stop, { keepAlive: 4, fresh: 2, fetch: 2 });
     // Some traffic first, so keep-alive connections exist on the old workers.
     await d.until(async () => (await d.status()).workers.every((w) => (w.requests ?? 0) > 50), 'the old workers served traffic');
     d.child.kill('SIGHUP');
@@ -38,7 +38,7 @@ describe('zero-downtime rolling reload', () => {
     release();
     const r = await load;
 
-    assert.equal(r.failed, 0, `failed requests: ${JSON.stringify(r.errors)}`);
+    assert.equal(r.failed, 0, `failed requests: ${JSON.stringify(r.statuses)}`);
     assert.ok(r.ok > 500, `load was sustained (${r.ok} requests)`);
     assert.equal(afterStatus.drover.generation, 2);
     const oldPids = new Set(before.workers.map((w) => w.pid));

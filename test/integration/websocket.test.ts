@@ -9,7 +9,7 @@ import { after, describe, it } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import WebSocket from 'ws';
 import { FIXTURES, startDrover, type Drover, type WorkerStatus } from '../../bench/lib/drover';
-import { getJson, loadUntil } from '../../bench/lib/load';
+import { getJson, sendMany } from '../../bench/lib/load';
 import { parseMetrics, total } from '../../bench/lib/prom';
 
 const WS_APP = path.join(FIXTURES, 'ws-app.js');
@@ -222,7 +222,7 @@ describe('WebSockets', () => {
 
     let release!: () => void;
     const stop = new Promise<void>((r) => (release = r));
-    const load = loadUntil(d.url('/ping'), stop, { keepAlive: 4, fresh: 2, fetchLoops: 2 });
+    const load = sendMany(d.url('/ping'), stop, { keepAlive: 4, fresh: 2, fetch: 2 });
     await d.until(async () => (await workers(d)).every((w) => (w.requests ?? 0) > 50), 'the old workers served traffic');
     d.child.kill('SIGHUP');
     await d.waitForMsg('rolling reload complete', 30_000, mark);
@@ -234,7 +234,7 @@ describe('WebSockets', () => {
     release();
     const r = await load;
     t.diagnostic(`${r.ok} HTTP requests, ${r.failed} failed, across the reload`);
-    assert.equal(r.failed, 0, `failed requests: ${JSON.stringify(r.errors)}`);
+    assert.equal(r.failed, 0, `failed requests: ${JSON.stringify(r.statuses)}`);
 
     for (const c of clients) {
       const closed = await c.closed;
