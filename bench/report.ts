@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { workersChart } from './chart';
+import { mdTable } from './lib/markdown';
 import type { Row, SuiteResult } from './lib/suite';
 
 /** What each suite shows, in the order the report lists them. Prose only: numbers come from results. */
@@ -116,17 +117,10 @@ function cell(v: unknown): string {
 function table(rows: Row[]): string {
   const configKeys = [...new Set(rows.flatMap((r) => Object.keys(r.config)))].filter((k) => k !== 'measure');
   const valueKeys = [...new Set(rows.flatMap((r) => Object.keys(r.values)))];
-  const head = [...configKeys, ...valueKeys].map((k) => LABELS[k] ?? k);
   const anyFailed = rows.some((r) => r.failed);
-  const lines = [
-    `| ${head.join(' | ')}${anyFailed ? ' | failed |' : ' |'}`,
-    `|${head.map(() => '---').join('|')}|${anyFailed ? '---|' : ''}`,
-  ];
-  for (const r of rows) {
-    const cells = [...configKeys.map((k) => cell(r.config[k])), ...valueKeys.map((k) => cell(r.values[k]))];
-    lines.push(`| ${cells.join(' | ')}${anyFailed ? ` | ${r.failed ?? ''} |` : ' |'}`);
-  }
-  return lines.join('\n');
+  const head = [...configKeys, ...valueKeys].map((k) => LABELS[k] ?? k);
+  const cells = (r: Row) => [...configKeys.map((k) => cell(r.config[k])), ...valueKeys.map((k) => cell(r.values[k]))];
+  return mdTable(anyFailed ? [...head, 'failed'] : head, rows.map((r) => (anyFailed ? [...cells(r), r.failed ?? ''] : cells(r)))).join('\n');
 }
 
 function section(r: SuiteResult, chart?: string): string {
@@ -233,9 +227,10 @@ function headlineTable(rows: Headline[]): string[] {
     'the one request that waits is exactly 5 %, so the share of small requests slower than 100 ms is shown beside it.',
     'Single runs on this shared 2-core machine move by tens of percent; a ratio near 1 means "the same".',
     '',
-    '| traffic shape | workers | drover p95 ms | node:cluster p95 ms | node:cluster / drover | % over 100 ms, drover / node:cluster | run |',
-    '|---|---|---|---|---|---|---|',
-    ...rows.map((h) => `| ${h.shape} | ${h.workers} | ${h.drover} | ${h.cluster} | ${Math.round((h.cluster / h.drover) * 100) / 100} | ${h.droverSlow ?? ''} / ${h.clusterSlow ?? ''} | ${h.run} |`),
+    ...mdTable(
+      ['traffic shape', 'workers', 'drover p95 ms', 'node:cluster p95 ms', 'node:cluster / drover', '% over 100 ms, drover / node:cluster', 'run'],
+      rows.map((h) => [h.shape, h.workers, h.drover, h.cluster, Math.round((h.cluster / h.drover) * 100) / 100, `${h.droverSlow ?? ''} / ${h.clusterSlow ?? ''}`, h.run]),
+    ),
     '',
   ];
 }

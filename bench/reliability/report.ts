@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Machine } from '../lib/machine';
+import { esc, mdTable } from '../lib/markdown';
 import type { CaseResult, Profile } from './cases';
 
 export interface ReliabilityRun {
@@ -18,7 +19,6 @@ export interface ReliabilityRun {
 }
 
 const n = (x: number) => x.toLocaleString('en-US');
-const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
 function verdict(r: CaseResult): string {
   if (r.error) return '**error**';
@@ -37,16 +37,13 @@ function recoveryCell(r: CaseResult): string {
 }
 
 function summary(results: CaseResult[]): string[] {
-  const lines = [
-    '| case | load held | faults injected | failed requests | bound | recovery | bad inputs tried | result |',
-    '|---|---|---|---|---|---|---|---|',
-  ];
-  for (const r of results) {
-    lines.push(
-      `| [${esc(r.case)}](#${r.id}) | ${loadCell(r)} | ${esc(r.faults)} | ${r.failed === null ? '—' : n(r.failed)} | ${r.bound === null ? '—' : n(r.bound)} | ${recoveryCell(r)} | ${r.inputs === undefined ? '—' : n(r.inputs)} | ${verdict(r)} |`,
-    );
-  }
-  return lines;
+  return mdTable(
+    ['case', 'load held', 'faults injected', 'failed requests', 'bound', 'recovery', 'bad inputs tried', 'result'],
+    results.map((r) => [
+      `[${esc(r.case)}](#${r.id})`, loadCell(r), esc(r.faults), r.failed === null ? '—' : n(r.failed), r.bound === null ? '—' : n(r.bound),
+      recoveryCell(r), r.inputs === undefined ? '—' : n(r.inputs), verdict(r),
+    ]),
+  );
 }
 
 function caseSection(r: CaseResult): string[] {
@@ -55,27 +52,24 @@ function caseSection(r: CaseResult): string[] {
   for (const note of r.notes) out.push(note, '');
   const phases = r.load?.phases;
   if (phases) {
-    {
-      out.push('| load phase | answered | failed | req/s | median ms | p99 ms | max ms |', '|---|---|---|---|---|---|---|');
-      for (const p of phases) out.push(`| ${esc(p.name)} | ${n(p.ok)} | ${n(p.failed)} | ${n(p.reqPerSec)} | ${p.medianMs} | ${p.p99Ms} | ${p.maxMs} |`);
-      out.push('', 'Latency is counted from the time each request was due (its lane\'s pace), so time spent waiting behind a fault is included.', '');
-    }
+    out.push(
+      ...mdTable(['load phase', 'answered', 'failed', 'req/s', 'median ms', 'p99 ms', 'max ms'], phases.map((p) => [esc(p.name), n(p.ok), n(p.failed), n(p.reqPerSec), p.medianMs, p.p99Ms, p.maxMs])),
+      '', 'Latency is counted from the time each request was due (its lane\'s pace), so time spent waiting behind a fault is included.', '',
+    );
   }
+  const result = (x: { ok: boolean; knownBug?: string }) => (x.ok ? 'ok' : x.knownBug ? 'known bug' : '**FAIL**');
   if (r.rows) {
-    out.push('| input | expected | got | ms | worker alive | concurrent /ping | clean | result |', '|---|---|---|---|---|---|---|---|');
-    for (const row of r.rows) {
-      const res = row.ok ? 'ok' : row.knownBug ? 'known bug' : '**FAIL**';
-      out.push(`| ${esc(row.input)}${row.note ? ` (${esc(row.note)})` : ''} | ${row.expected} | ${row.got} | ${row.ms} | ${row.workersAlive ? 'yes' : '**no**'} | ${row.pingOk ? '200' : '**failed**'} | ${row.clean ? 'yes' : '**no**'} | ${res} |`);
-    }
-    out.push('');
+    out.push(...mdTable(
+      ['input', 'expected', 'got', 'ms', 'worker alive', 'concurrent /ping', 'clean', 'result'],
+      r.rows.map((row) => [
+        `${esc(row.input)}${row.note ? ` (${esc(row.note)})` : ''}`, row.expected, row.got, row.ms, row.workersAlive ? 'yes' : '**no**',
+        row.pingOk ? '200' : '**failed**', row.clean ? 'yes' : '**no**', result(row),
+      ]),
+    ));
   } else {
-    out.push('| check | measured | bound | result |', '|---|---|---|---|');
-    for (const c of r.checks) {
-      const res = c.ok ? 'ok' : c.knownBug ? 'known bug' : '**FAIL**';
-      out.push(`| ${esc(c.name)} | ${esc(String(c.value ?? ''))} | ${esc(String(c.limit ?? ''))} | ${res} |`);
-    }
-    out.push('');
+    out.push(...mdTable(['check', 'measured', 'bound', 'result'], r.checks.map((c) => [esc(c.name), esc(String(c.value ?? '')), esc(String(c.limit ?? '')), result(c)])));
   }
+  out.push('');
   return out;
 }
 
@@ -97,22 +91,21 @@ function soakSection(r: CaseResult | undefined): string[] {
   const last = steady[steady.length - 1];
   const v = (x: SoakSample | undefined, f: (x: SoakSample) => number) => (x ? Math.round(f(x) * 10) / 10 : '');
   type SoakSample = SoakDetails['samples'][number];
-  const row = (what: string, f: (x: SoakSample) => number, slope: number | undefined, unit: string, bound: string) =>
-    `| ${what} | ${v(first, f)} | ${v(last, f)} | ${slope ?? ''} ${unit}/min | ${bound} |`;
+  const row = (what: string, f: (x: SoakSample) => number, slope: number | undefined, unit: string, bound: string) => [what, v(first, f), v(last, f), `${slope ?? ''} ${unit}/min`, bound];
   return [
     '## Soak: the primary over time',
     '',
     `${d.seconds} s, sampled every 2 s; slopes are least-squares fits over the second half (from ${d.warmupMs / 1000} s). ` +
       "RSS is split into V8's heap reservation (which grows while the primary warms up, then plateaus) and everything else (where native leaks show).",
     '',
-    '| series | first sample of the half | last sample | slope | bound |',
-    '|---|---|---|---|---|',
-    row('resident memory (VmRSS, MB)', (x) => x.rssMb, d.slopes.rssMbPerMin, 'MB', d.bounds.rssMbPerMin !== null ? `≤ ${d.bounds.rssMbPerMin} MB/min` : 'reported (bounded from a 240 s soak on)'),
-    row("V8 heap reservation (drover_primary_nodejs_heap_size_total_bytes, MB)", (x) => x.heapTotalMb, d.slopes.heapTotalMbPerMin, 'MB', `peak ≤ ${d.bounds.heapCeilingMb} MB`),
-    row('RSS outside the V8 heap (MB; slope over 10 s highs)', (x) => x.rssMb - x.heapTotalMb, d.slopes.nonHeapMbPerMin, 'MB', d.bounds.nonHeapMbPerMin !== null ? `≤ ${d.bounds.nonHeapMbPerMin} MB/min` : 'growth ≤ 32 MB (slope bounded from a 90 s soak on)'),
-    row('V8 heap used (MB)', (x) => x.heapMb, d.slopes.heapUsedMbPerMin, 'MB', 'reported'),
-    row('open descriptors (/proc/<pid>/fd)', (x) => x.fds, d.slopes.fdsPerMin, 'fds', `back to ${d.fdsIdle} ± 5 after the load: ${d.fdsEnd}`),
-    row('threads', (x) => x.threads, d.slopes.threadsPerMin, 'threads', 'unchanged'),
+    ...mdTable(['series', 'first sample of the half', 'last sample', 'slope', 'bound'], [
+      row('resident memory (VmRSS, MB)', (x) => x.rssMb, d.slopes.rssMbPerMin, 'MB', d.bounds.rssMbPerMin !== null ? `≤ ${d.bounds.rssMbPerMin} MB/min` : 'reported (bounded from a 240 s soak on)'),
+      row("V8 heap reservation (drover_primary_nodejs_heap_size_total_bytes, MB)", (x) => x.heapTotalMb, d.slopes.heapTotalMbPerMin, 'MB', `peak ≤ ${d.bounds.heapCeilingMb} MB`),
+      row('RSS outside the V8 heap (MB; slope over 10 s highs)', (x) => x.rssMb - x.heapTotalMb, d.slopes.nonHeapMbPerMin, 'MB', d.bounds.nonHeapMbPerMin !== null ? `≤ ${d.bounds.nonHeapMbPerMin} MB/min` : 'growth ≤ 32 MB (slope bounded from a 90 s soak on)'),
+      row('V8 heap used (MB)', (x) => x.heapMb, d.slopes.heapUsedMbPerMin, 'MB', 'reported'),
+      row('open descriptors (/proc/<pid>/fd)', (x) => x.fds, d.slopes.fdsPerMin, 'fds', `back to ${d.fdsIdle} ± 5 after the load: ${d.fdsEnd}`),
+      row('threads', (x) => x.threads, d.slopes.threadsPerMin, 'threads', 'unchanged'),
+    ]),
     '',
   ];
 }
