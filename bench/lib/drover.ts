@@ -4,7 +4,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
@@ -193,16 +192,6 @@ export async function startDrover(o: StartOptions = {}): Promise<Drover> {
   return d;
 }
 
-/** Is a process with this pid still there? (signal 0 checks existence without touching it) */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Run a command to completion, collecting its output. */
 export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -230,36 +219,4 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   const port = (srv.address() as net.AddressInfo).port;
   await new Promise((r) => srv.close(r));
   return port;
-}
-
-/** One request on its own connection (no keep-alive socket left in the primary, which would count as an fd). */
-export function getText(url: string, headers: Record<string, string> = {}, method = 'GET', timeoutMs = 5000): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { agent: false, method, headers }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${url}: no answer within ${timeoutMs} ms`)));
-    req.end();
-  });
-}
-
-/** GET /status on its own connection. */
-export async function status(d: Drover): Promise<Status> {
-  return JSON.parse((await getText(d.controlUrl('/status'))).body) as Status;
-}
-
-/** Polls /status every `everyMs` until `pick` returns a value, bounded. */
-export async function waitStatus<T>(d: Drover, what: string, pick: (s: Status) => T | undefined, timeoutMs = 10_000, everyMs = 20): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = pick(await status(d));
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}\n${d.tail()}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }

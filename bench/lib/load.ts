@@ -487,16 +487,3 @@ export async function hitMany(url: string, count: number, concurrency: number, t
   }).done;
   return out;
 }
-
-/** GET (or `init`) through fetch, the body parsed as JSON when it is JSON. */
-export async function getJson<T = Record<string, unknown>>(url: string, init?: RequestInit): Promise<{ status: number; body: T; headers: Headers }> {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  let body: T;
-  try {
-    body = JSON.parse(text) as T;
-  } catch {
-    body = text as unknown as T;
-  }
-  return { status: res.status, body, headers: res.headers };
-}

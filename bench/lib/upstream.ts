@@ -1,10 +1,8 @@
 /**
  * Test harness for S1's slow upstream (src/demo/slow-upstream.ts): runs it as its own process on
- * port 0, so a test's own event loop never delays it, and waits for its listening line. Also
- * `timedGet`, the timed one-shot GET the S1 tests measure latency with.
+ * port 0, so a test's own event loop never delays it, and waits for its listening line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import type { UpstreamStats } from '../../src/demo/slow-upstream';
@@ -88,37 +86,4 @@ export async function startUpstream(timeoutMs = 10_000): Promise<Upstream> {
       return e;
     },
   };
-}
-
-/** A JSON answer of the demo or the upstream: success fields or `{ error: { code, message } }`. */
-export type Body = { ok?: boolean; mode?: string; waitedMs?: number; upstreamMs?: number; error?: { code: string; message: string }; [k: string]: unknown };
-/** One timed exchange: status, parsed body (empty when not JSON), raw text, client-side ms. */
-export interface Timed {
-  status: number;
-  body: Body;
-  text: string;
-  ms: number;
-}
-
-/** GET on a new connection (keep-alive would pin it to one worker anyway); times the exchange. */
-export function timedGet(url: string): Promise<Timed> {
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => {
-        let body: Body = {};
-        try {
-          body = JSON.parse(text) as Body;
-        } catch {
-          /* asserted by the caller through status/text */
-        }
-        resolve({ status: res.statusCode ?? 0, body, text, ms: performance.now() - t0 });
-      });
-    });
-    req.on('error', reject);
-    req.setTimeout(30_000, () => req.destroy(new Error('client timeout')));
-  });
 }

@@ -13,8 +13,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { it } from 'node:test';
-import { FIXTURES, ROOT, getText, startDrover, status, waitStatus, type Drover, type LogLine, type StartOptions } from '../../bench/lib/drover';
-import { parseMetrics, type Sample } from '../../bench/lib/prom';
+import { FIXTURES, ROOT, startDrover, type Drover, type LogLine, type StartOptions } from '../../bench/lib/drover';
+import { getText, status, waitStatus } from './status';
+import { parseMetrics, type Sample } from './prom';
 import { CASES, type CaseResult, type Check, type Profile, type ScenarioOptions } from '../../bench/reliability/cases';
 
 export { FIXTURES, ROOT, getText, status, waitStatus };

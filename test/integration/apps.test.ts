@@ -11,8 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, FIXTURES, run, startDrover, type Drover } from '../../bench/lib/drover';
-import { getJson } from '../../bench/lib/load';
-import { parseMetrics, total } from '../../bench/lib/prom';
+import { getJson } from '../helpers/http';
+import { parseMetrics, total } from '../helpers/prom';
 
 const APPS = path.join(FIXTURES, 'apps');
 const startArgs = ['--port', '0', '--control-port', '0', '--host', '127.0.0.1'];

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeIngestBody } from '../../src/demo/s3';
 import { FIXTURES, startDrover, type Drover, type LogLine } from '../../bench/lib/drover';
 import { sendMany, type ManyResult } from '../../bench/lib/load';
-import { parseMetrics, series } from '../../bench/lib/prom';
+import { parseMetrics, series } from '../helpers/prom';
 import { startUpstream, type Upstream } from '../../bench/lib/upstream';
 
 /** A 30 s watchdog and no shedding: the test blocks the loop on purpose (as io.test.ts). */

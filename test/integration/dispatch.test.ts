@@ -16,7 +16,8 @@ import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
 import { hit, hitMany, type Hit } from '../../bench/lib/load';
 import { statFields } from '../../bench/lib/proc';
-import { FIXTURES, killTree, startDrover, status, waitStatus, type Drover, type Status, type WorkerStatus } from '../../bench/lib/drover';
+import { FIXTURES, killTree, startDrover, type Drover, type Status, type WorkerStatus } from '../../bench/lib/drover';
+import { status, waitStatus } from '../helpers/status';
 
 // ---- helpers ---------------------------------------------------------------------------------
 

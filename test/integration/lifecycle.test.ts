@@ -3,8 +3,9 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BIN, FIXTURES, ROOT, alive, run, startDrover, type Drover, type LogLine } from '../../bench/lib/drover';
-import { getJson } from '../../bench/lib/load';
+import { BIN, FIXTURES, ROOT, run, startDrover, type Drover, type LogLine } from '../../bench/lib/drover';
+import { alive } from '../helpers/proc';
+import { getJson } from '../helpers/http';
 import type { Status } from '../../src/primary/control-server';
 import type { BlockingRoute } from '../../src/protocol';
 

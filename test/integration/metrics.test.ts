@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { FIXTURES, ROOT, startDrover, type Drover } from '../../bench/lib/drover';
 import { sendMany } from '../../bench/lib/load';
-import { parseMetrics, series, total } from '../../bench/lib/prom';
+import { parseMetrics, series, total } from '../helpers/prom';
 
 async function scrape(d: Drover): Promise<{ text: string; ms: number }> {
   const started = performance.now();

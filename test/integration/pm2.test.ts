@@ -3,8 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ROOT, alive, freePort, run, type Status } from '../../bench/lib/drover';
-import { getJson } from '../../bench/lib/load';
+import { ROOT, freePort, run, type Status } from '../../bench/lib/drover';
+import { alive } from '../helpers/proc';
+import { getJson } from '../helpers/http';
 
 const PM2 = path.join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
 

@@ -3,9 +3,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FIXTURES, alive, startDrover, type Drover } from '../../bench/lib/drover';
-import { getJson, sendMany } from '../../bench/lib/load';
-import { listeningPorts } from '../../bench/lib/proc';
+import { FIXTURES, startDrover, type Drover } from '../../bench/lib/drover';
+import { alive } from '../helpers/proc';
+import { sendMany } from '../../bench/lib/load';
+import { getJson } from '../helpers/http';
+import { listeningPorts } from '../helpers/proc';
 
 const tmp = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 

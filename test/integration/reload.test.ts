@@ -4,7 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, FIXTURES, run, startDrover, type Drover } from '../../bench/lib/drover';
-import { getJson, sendMany } from '../../bench/lib/load';
+import { sendMany } from '../../bench/lib/load';
+import { getJson } from '../helpers/http';
 
 describe('zero-downtime rolling reload', () => {
   const started: Drover[] = [];

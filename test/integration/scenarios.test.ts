@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeIngestBody } from '../../src/demo/s3';
 import { ROOT, run, startDrover, type Drover } from '../../bench/lib/drover';
-import { getJson } from '../../bench/lib/load';
+import { getJson } from '../helpers/http';
 
 import type { Tally } from '../helpers/probe-client';
 

@@ -4,9 +4,9 @@
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { total } from '../../../bench/lib/prom';
+import { total } from '../../helpers/prom';
 import { Fleet, RELIABILITY_APP, getText, linesSince, scrape, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
-import { listeners } from '../../../bench/lib/proc';
+import { listeners } from '../../helpers/proc';
 import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 const APP = { app: RELIABILITY_APP };

@@ -8,10 +8,10 @@ import { performance } from 'node:perf_hooks';
 import * as readline from 'node:readline';
 import { ROOT } from '../../../bench/lib/drover';
 import { UPSTREAM_BIN, startUpstream } from '../../../bench/lib/upstream';
-import { total } from '../../../bench/lib/prom';
+import { total } from '../../helpers/prom';
 import { Fleet, RELIABILITY_APP, getText, lanesFor, linesSince, pick, scrape, sleep, status, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
 import { PacedLoad } from '../../helpers/paced-load';
-import { freePort, gone, waitUntil } from '../../../bench/lib/proc';
+import { freePort, gone, waitUntil } from '../../helpers/proc';
 import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 const DISCONNECT_DRAIN_BUG =

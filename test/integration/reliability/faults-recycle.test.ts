@@ -3,10 +3,10 @@
  * request budget (with jitter), and rolling reloads.
  */
 import { performance } from 'node:perf_hooks';
-import { total } from '../../../bench/lib/prom';
+import { total } from '../../helpers/prom';
 import { Fleet, RELIABILITY_APP, getText, lanesFor, linesSince, lineTime, pick, scrape, sleep, status, waitStatus, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
 import { PacedLoad } from '../../helpers/paced-load';
-import { waitUntil } from '../../../bench/lib/proc';
+import { waitUntil } from '../../helpers/proc';
 import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 export async function memoryLimit(o: ScenarioOptions): Promise<CaseResult> {

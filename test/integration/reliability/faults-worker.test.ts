@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { run } from '../../../bench/lib/drover';
 import { Fleet, PROBE_CLIENT, RELIABILITY_APP, getText, lanesFor, lineTime, pick, sleep, status, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
 import { PacedLoad } from '../../helpers/paced-load';
-import { round, waitUntil } from '../../../bench/lib/proc';
+import { round, waitUntil } from '../../helpers/proc';
 import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 /** DESIGN §5: start-up takes 0.3–0.5 s idle, up to ~1 s with both cores busy; 1 s is the goal, 3 s the bound. */

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { percentile } from '../../../bench/lib/stats';
 import { Fleet, lanesFor, pick, sleep, status, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
 import { PacedLoad } from '../../helpers/paced-load';
-import { round, waitUntil } from '../../../bench/lib/proc';
+import { round, waitUntil } from '../../helpers/proc';
 import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 /** Node checks header/request timeouts every `connectionsCheckingInterval` (drover: 1 s). */

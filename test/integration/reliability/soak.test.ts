@@ -9,10 +9,10 @@
  * exit is seen. Reloads run under full load: a drained worker's final snapshot is exact.
  */
 import { performance } from 'node:perf_hooks';
-import { total } from '../../../bench/lib/prom';
+import { total } from '../../helpers/prom';
 import { Fleet, RELIABILITY_APP, lanesFor, pick, scrape, sleep, status, waitStatus, reliabilityCase, CaseBuilder } from '../../helpers/reliability';
 import { PacedLoad, type RequestSpec } from '../../helpers/paced-load';
-import { fdCount, round, rssBytes, slopePerMinute, threadCount, waitUntil } from '../../../bench/lib/proc';
+import { fdCount, round, rssBytes, slopePerMinute, threadCount, waitUntil } from '../../helpers/proc';
 import type { CaseResult, ScenarioOptions } from '../../../bench/reliability/cases';
 
 interface SoakSample {
