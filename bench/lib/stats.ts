@@ -36,6 +36,13 @@ export function summarize(h: hdr.Histogram): Summary {
   };
 }
 
+/** The median of plain numbers (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 /** p-th percentile of plain numbers (for small samples such as per-second counts or scrape times). */
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return 0;

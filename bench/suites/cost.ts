@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { callgrindMissing, descendants, startCallgrind, type Callgrind } from '../lib/callgrind';
-import { addFailures, closedLoop, describeFailures, laneLoop } from '../lib/load';
+import { addFailures, closedLoop, describeFailures, laneLoop, type ClosedLoopResult } from '../lib/load';
+import { median } from '../lib/stats';
 import { REQUEST_PATHS } from '../lib/request-path-server';
 import { startPeer, type PeerKind, type Server } from '../lib/servers';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
@@ -146,41 +147,26 @@ export const costSuite: Suite = {
             const warmup = client === 'keep-alive' ? warm : Math.ceil(warm / 3); // the second client reuses the JIT's work
             ctx.progress(`${config.name}, ${client}: ${warmup} warm-up requests, then ${measured} counted`);
             await load(warmup);
-            // Counted in windows, each corrected by the idle rate; the median window is reported:
-            // a major GC lands in one window or another and swings a single window by up to ±25 %.
-            const windows: { worker: number; primary: number; requests: number; seconds: number }[] = [];
-            const failureKinds: Record<string, number> = {};
             ctx.progress(`${config.name}, ${client}: ${idleS}s idle, for the periodic work`);
-            const idleRate = await idleRates(cg, all, idleS);
-            const rate = (pid: number) => idleRate.get(pid)!;
-            for (let w = 0; w < rounds; w++) {
-              ctx.progress(`${config.name}, ${client}: window ${w + 1}/${rounds}, ${measured} counted requests`);
-              const c = await countDuring(cg, all, () => load(measured));
-              const per = (pid: number) => perRequest(c.counts.get(pid)!, rate(pid), c.seconds, c.result.requests);
-              windows.push({
-                worker: workerPids.reduce((a, pid) => a + per(pid), 0),
-                primary: per(primary),
-                requests: c.result.requests,
-                seconds: c.seconds,
-              });
-              addFailures(failureKinds, c.result.failureKinds);
-            }
-            const worker = median(windows.map((x) => x.worker));
-            const primaryPerReq = median(windows.map((x) => x.primary));
+            const c = await countWindows(cg, all, { idleS, rounds }, () => load(measured), (w) =>
+              ctx.progress(`${config.name}, ${client}: window ${w + 1}/${rounds}, ${measured} counted requests`));
+            const workerWindows = c.windows.map((x) => workerPids.reduce((a, pid) => a + x.perRequest(pid), 0));
+            const worker = median(workerWindows);
+            const primaryPerReq = median(c.windows.map((x) => x.perRequest(primary)));
             perReq.set(`${config.name}|${client}`, { worker, primary: primaryPerReq });
             rows.push({
               config: { measure: 'cluster', server: config.name, client, workers },
               values: {
-                requests: windows.reduce((a, x) => a + x.requests, 0),
+                requests: c.requests,
                 workerInstrPerReq: Math.round(worker),
                 primaryInstrPerReq: Math.round(primaryPerReq),
                 totalInstrPerReq: Math.round(worker + primaryPerReq),
-                workerWindows: windows.map((x) => Math.round(x.worker / 1000) + 'k').join(' '),
-                workerInstrPerSecondIdle: Math.round(workerPids.reduce((a, pid) => a + rate(pid), 0) / workers),
-                primaryInstrPerSecondIdle: Math.round(rate(primary)),
-                wallSeconds: Math.round(windows.reduce((a, x) => a + x.seconds, 0) * 10) / 10,
+                workerWindows: workerWindows.map((x) => Math.round(x / 1000) + 'k').join(' '),
+                workerInstrPerSecondIdle: Math.round(workerPids.reduce((a, pid) => a + c.idle.get(pid)!, 0) / workers),
+                primaryInstrPerSecondIdle: Math.round(c.idle.get(primary)!),
+                wallSeconds: Math.round(c.windows.reduce((a, x) => a + x.seconds, 0) * 10) / 10,
               },
-              failed: describeFailures(failureKinds),
+              failed: describeFailures(c.failureKinds),
             });
           }
         } catch (err) {
@@ -204,7 +190,7 @@ export const costSuite: Suite = {
 };
 
 /** The request path alone (bench/lib/request-path-server.ts), one process, one keep-alive connection. */
-export async function measureRequestPath(
+async function measureRequestPath(
   cg: Callgrind,
   variant: string,
   o: { warm: number; measured: number; rounds: number; idleS: number },
@@ -223,34 +209,35 @@ export async function measureRequestPath(
     const load = (amount: number) => closedLoop({ url, connections: 1, durationS: 3600, amount, timeoutS: SLOW_TIMEOUT_S });
     await load(o.warm);
     const pid = child.pid!;
-    const rate = (await idleRates(cg, [pid], o.idleS)).get(pid)!;
-    const windows: number[] = [];
-    let requests = 0;
-    const failureKinds: Record<string, number> = {};
-    for (let w = 0; w < o.rounds; w++) {
-      const c = await countDuring(cg, [pid], () => load(o.measured));
-      windows.push(perRequest(c.counts.get(pid)!, rate, c.seconds, c.result.requests));
-      requests += c.result.requests;
-      addFailures(failureKinds, c.result.failureKinds);
-    }
-    return { perRequest: median(windows), windows, idlePerSecond: rate, requests, failureKinds };
+    const c = await countWindows(cg, [pid], o, () => load(o.measured));
+    const windows = c.windows.map((x) => x.perRequest(pid));
+    return { perRequest: median(windows), windows, idlePerSecond: c.idle.get(pid)!, requests: c.requests, failureKinds: c.failureKinds };
   } finally {
     child.kill('SIGKILL');
   }
 }
 
-/** A window's instructions per request: its count less the periodic work (idle rate × its seconds), over its requests. */
-function perRequest(count: number, idlePerSecond: number, seconds: number, requests: number): number {
-  return (count - idlePerSecond * seconds) / requests;
+/**
+ * The idle rates of `pids` (over `idleS`), then `rounds` counted windows of `load`: in each, a
+ * process's instructions per request are its count less the periodic work (idle rate × the
+ * window's seconds), over the window's requests. Callers report the median window: a major GC
+ * lands in one window or another and swings a single window by up to ±25 %.
+ */
+async function countWindows(cg: Callgrind, pids: number[], o: { idleS: number; rounds: number }, load: () => Promise<ClosedLoopResult>, progress?: (w: number) => void) {
+  const idle = await idleRates(cg, pids, o.idleS);
+  const windows: { perRequest: (pid: number) => number; requests: number; seconds: number }[] = [];
+  const failureKinds: Record<string, number> = {};
+  for (let w = 0; w < o.rounds; w++) {
+    progress?.(w);
+    const c = await countDuring(cg, pids, load);
+    windows.push({ perRequest: (pid) => (c.counts.get(pid)! - idle.get(pid)! * c.seconds) / c.result.requests, requests: c.result.requests, seconds: c.seconds });
+    addFailures(failureKinds, c.result.failureKinds);
+  }
+  return { idle, windows, failureKinds, requests: windows.reduce((a, x) => a + x.requests, 0) };
 }
 
-export function ratio(a: number, b: number): number {
+function ratio(a: number, b: number): number {
   return Math.round((a / b) * 1000) / 1000;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 /**

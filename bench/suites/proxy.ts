@@ -3,7 +3,7 @@ import { bigLoop } from '../lib/big-client';
 import { startNginx } from '../lib/nginx';
 import { openLoop } from '../lib/load';
 import { startPeer, type Server } from '../lib/servers';
-import { summarize } from '../lib/stats';
+import { median, summarize } from '../lib/stats';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 type Peer = 'drover least-busy' | 'node:cluster';
@@ -129,11 +129,6 @@ function derive(rows: Row[]): Record<string, number> {
   const ok = rows.filter((r) => !r.failed && r.config.peer);
   const keyOf = (r: Row) => `${r.config.workers}|${r.config.big}|${r.config.rate}|${r.config.front}`;
   const keys = [...new Set(ok.map(keyOf))];
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    const m = s.length >> 1;
-    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-  };
   const round2 = (x: number) => Math.round(x * 100) / 100;
   for (const key of keys) {
     const [workers, big, rate, front] = key.split('|');
