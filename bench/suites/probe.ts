@@ -1,6 +1,6 @@
-import * as http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { bigClient } from '../lib/big-client';
+import { lanes } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
 
@@ -77,32 +77,17 @@ export const probeSuite: Suite = {
   },
 };
 
-/** Two keep-alive connections probing back to back; answers counted per elapsed second. */
+/** Two keep-alive connections probing back to back (two lanes); answers counted per elapsed second. */
 async function probeLoop(url: string, started: number, until: number): Promise<{ perSecond: number[]; failed: number }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
-  const perSecond: number[] = [];
+  const perSecond = new Array<number>(Math.ceil((until - started) / 1000)).fill(0);
   let failed = 0;
-  const one = () =>
-    new Promise<void>((resolve) => {
-      const req = http.get(url, { agent, timeout: 15_000 }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          const s = Math.floor((performance.now() - started) / 1000);
-          if (res.statusCode === 200) perSecond[s] = (perSecond[s] ?? 0) + 1;
-          else failed++;
-          resolve();
-        });
-      });
-      req.on('timeout', () => req.destroy(new Error('probe timeout')));
-      req.on('error', () => {
-        failed++;
-        resolve();
-      });
-    });
-  await Promise.all([0, 1].map(async () => {
-    while (performance.now() < until) await one();
-  }));
-  agent.destroy();
-  const seconds = Math.ceil((until - started) / 1000);
-  return { perSecond: Array.from({ length: seconds }, (_, i) => perSecond[i] ?? 0), failed };
+  await lanes({
+    keepAlive: 2, url, timeoutMs: 15_000, durationS: (until - performance.now()) / 1000,
+    onAnswer: (s) => {
+      const second = Math.floor((s.endedAt! - started) / 1000);
+      if (s.status !== 200) failed++;
+      else if (second < perSecond.length) perSecond[second]!++;
+    },
+  }).done;
+  return { perSecond, failed };
 }
