@@ -109,3 +109,9 @@ export const CASES: { id: string; title: string; group: CaseResult['group']; est
 function q(quick: number, standard: number) {
   return (o: { profile: string }) => (o.profile === 'quick' ? quick : standard);
 }
+
+/** The result of a case that produced none (it threw, or its test was cancelled): failed, with why. */
+export function noResult(id: string, error: string, durationS: number): CaseResult {
+  const c = CASES.find((x) => x.id === id)!;
+  return { id, case: c.title, group: c.group, load: null, faults: '—', failed: null, bound: null, recoveryMs: null, details: {}, checks: [], notes: [], pass: false, error, durationS };
+}

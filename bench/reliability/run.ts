@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { machineFacts } from '../lib/machine';
-import { CASES, type CaseResult, type Profile } from './cases';
+import { CASES, noResult, type CaseResult, type Profile } from './cases';
 import { renderReport, type ReliabilityRun } from './report';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -52,13 +52,7 @@ export async function runReliability(values: { quick?: boolean; 'soak-seconds'?:
   });
   const written = fs.existsSync(resultsFile) ? fs.readFileSync(resultsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as CaseResult) : [];
   fs.rmSync(resultsFile, { force: true });
-  const results = chosen.map(
-    (s): CaseResult =>
-      written.find((r) => r.id === s.id) ?? {
-        id: s.id, case: s.title, group: s.group, load: null, faults: '—', failed: null, bound: null, recoveryMs: null, details: {}, checks: [], notes: [],
-        pass: false, error: 'no result: the test was cancelled or timed out (see its output above)', durationS: 0,
-      },
-  );
+  const results = chosen.map((s) => written.find((r) => r.id === s.id) ?? noResult(s.id, 'no result: the test was cancelled or timed out (see its output above)', 0));
 
   const run: ReliabilityRun = {
     command: `npm run reliability${args.length ? ` -- ${args.join(' ')}` : ''}`,

@@ -16,7 +16,7 @@ import { it } from 'node:test';
 import { FIXTURES, ROOT, startDrover, type Drover, type LogLine, type StartOptions } from '../../bench/lib/drover';
 import { getText, status, waitStatus } from './status';
 import { parseMetrics, type Sample } from './prom';
-import { CASES, type CaseResult, type Check, type Profile, type ScenarioOptions } from '../../bench/reliability/cases';
+import { CASES, noResult, type CaseResult, type Check, type Profile, type ScenarioOptions } from '../../bench/reliability/cases';
 
 export { FIXTURES, ROOT, getText, status, waitStatus };
 export const RELIABILITY_APP = path.join(FIXTURES, 'reliability-app.js');
@@ -97,10 +97,7 @@ export function reliabilityCase(id: string, run: (o: ScenarioOptions) => Promise
     try {
       r = await run({ ...options, progress: (msg) => t.diagnostic(msg) });
     } catch (err) {
-      record({
-        id, case: c.title, group: c.group, load: null, faults: '—', failed: null, bound: null, recoveryMs: null, details: {}, checks: [], notes: [],
-        pass: false, error: (err as Error).stack ?? String(err), durationS: Math.round((Date.now() - t0) / 100) / 10,
-      });
+      record(noResult(id, (err as Error).stack ?? String(err), Math.round((Date.now() - t0) / 100) / 10));
       throw err;
     }
     record(r);
