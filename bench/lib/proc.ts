@@ -34,3 +34,9 @@ export function cpuNs(pid: number): number {
   }
   return total;
 }
+
+/** Starts a clock of these processes' CPU time: reading it gives the ms they used since. */
+export function cpuClock(pids: number[]): () => number {
+  const before = pids.map(cpuNs);
+  return () => pids.reduce((sum, pid, i) => sum + cpuNs(pid) - before[i]!, 0) / 1e6;
+}

@@ -36,6 +36,9 @@ export function summarize(h: hdr.Histogram): Summary {
   };
 }
 
+/** `x` to `digits` decimal places, for the figures of a row. */
+export const round = (x: number, digits: number): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
 /** The median of plain numbers (the mean of the middle two for an even count). */
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -6,7 +6,7 @@ import { postgresBinDir, startPostgres } from '../lib/postgres';
 import { Client } from 'pg';
 import { descendants } from '../lib/callgrind';
 import { cpuNs } from '../lib/proc';
-import { summarize } from '../lib/stats';
+import { round, summarize } from '../lib/stats';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
 import { laneLoop } from '../lib/load';
 
@@ -71,7 +71,7 @@ export const crudSuite: Suite = {
             const wallNs = r.durationS * 1e9;
             const split = Object.fromEntries((['drover', 'db', 'client'] as const).flatMap((k) => {
               const ns = after[k] - before[k];
-              return [[`${k}Cores`, round2(ns / wallNs)], [`${k}CpuUsPerReq`, Math.round(ns / 1000 / Math.max(1, requests))]];
+              return [[`${k}Cores`, round(ns / wallNs, 2)], [`${k}CpuUsPerReq`, Math.round(ns / 1000 / Math.max(1, requests))]];
             }));
             const s = summarize(r.latency);
             // 404s are expected: deletes and reads of already-deleted seed items.
@@ -82,8 +82,8 @@ export const crudSuite: Suite = {
                 requests, reqPerSec: Math.round(requests / r.durationS), meanMs: s.meanMs, medianMs: s.medianMs, p95Ms: s.p95Ms, maxMs: s.maxMs,
                 ...split,
                 // Preempted while runnable: the cores are oversubscribed (workers + database + client).
-                droverPreemptionsPerReq: round2((switchesAfter.involuntary - switchesBefore.involuntary) / Math.max(1, requests)),
-                droverWaitsPerReq: round2((switchesAfter.voluntary - switchesBefore.voluntary) / Math.max(1, requests)),
+                droverPreemptionsPerReq: round((switchesAfter.involuntary - switchesBefore.involuntary) / Math.max(1, requests), 2),
+                droverWaitsPerReq: round((switchesAfter.voluntary - switchesBefore.voluntary) / Math.max(1, requests), 2),
                 errors: hard, failureKinds: r.failureKinds,
               },
               failed: hard > 0.01 * requests ? `${hard} failed requests` : undefined,
@@ -102,13 +102,11 @@ export const crudSuite: Suite = {
       const at = (w: number) => rows.find((r) => r.config.backend === b && r.config.workers === w)?.values.meanMs as number | undefined;
       const one = at(1);
       const most = at(workerCounts[workerCounts.length - 1]!);
-      if (one && most) derived[`${b}: mean at 1 worker / mean at ${workerCounts[workerCounts.length - 1]}`] = Math.round((one / most) * 10) / 10;
+      if (one && most) derived[`${b}: mean at 1 worker / mean at ${workerCounts[workerCounts.length - 1]}`] = round(one / most, 1);
     }
     return { settings: { users, durationSeconds: durationS, mix: '75 % reads, 20 % writes, 5 % deletes', backends }, rows, derived };
   },
 };
-
-const round2 = (x: number) => Math.round(x * 100) / 100;
 
 /** CPU time of these processes so far, ns (those that exited meanwhile count 0). */
 function sumCpu(pids: number[]): number {

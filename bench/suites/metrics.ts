@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startDrover } from '../lib/drover';
 import { closedLoop, describeFailures } from '../lib/load';
-import { percentile, roundRatios, summarize } from '../lib/stats';
+import { percentile, round, roundRatios, summarize } from '../lib/stats';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 const APP = path.resolve(__dirname, '..', '..', '..', 'bench', 'apps', 'many-series.js');
@@ -45,9 +45,9 @@ export const metricsSuite: Suite = {
             scrapes,
             seriesExposed: seriesCount,
             bytes,
-            p50Ms: round(percentile(times, 50)),
-            p99Ms: round(percentile(times, 99)),
-            maxMs: round(Math.max(...times)),
+            p50Ms: round(percentile(times, 50), 2),
+            p99Ms: round(percentile(times, 99), 2),
+            maxMs: round(Math.max(...times), 2),
           },
         });
       } catch (err) {
@@ -97,8 +97,4 @@ function countSeries(text: string): number {
   let n = 0;
   for (const line of text.split('\n')) if (line && !line.startsWith('#')) n++;
   return n;
-}
-
-function round(x: number, digits = 2): number {
-  return Math.round(x * 10 ** digits) / 10 ** digits;
 }

@@ -1,8 +1,8 @@
-import { cpuNs } from '../lib/proc';
+import { cpuClock } from '../lib/proc';
 import { descendants } from '../lib/callgrind';
 import { closedLoop, describeFailures, laneLoop, openLoop } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
-import { percentile, roundRatios, summarize } from '../lib/stats';
+import { percentile, round, roundRatios, summarize } from '../lib/stats';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 type Client = 'keep-alive' | 'new-connection';
@@ -97,13 +97,12 @@ export const peersSuite: Suite = {
           // with no traffic at all (timers, heartbeats). pm2's processes are not its children.
           if (server.pid !== undefined) {
             const pids = [server.pid, ...descendants(server.pid)];
-            const cpuMs = (since: number[]) => pids.map(cpuNs).reduce((sum, ns, i) => sum + ns - since[i]!, 0) / 1e6;
             ctx.progress(`round ${round}/${rounds}: ${peer}, ${rate} req/s, ${durationS}s`);
-            let before = pids.map(cpuNs);
+            let cpuMs = cpuClock(pids);
             // Evenly paced (a request every 1/rate s, staggered over the connections): autocannon's
             // overallRate sent each second's share back to back and then idled (ADR 0020).
             const r = await laneLoop({ url: server.url('/ping'), connections, durationS, rate, keepAlive: true });
-            const usPerRequest = (cpuMs(before) * 1000) / Math.max(1, r.requests);
+            const usPerRequest = (cpuMs() * 1000) / Math.max(1, r.requests);
             (cpu[peer] ??= []).push(usPerRequest);
             rows.push({
               config: { peer, client: `keep-alive, ${rate} req/s evenly paced`, round },
@@ -112,9 +111,9 @@ export const peersSuite: Suite = {
             });
             ctx.progress(`round ${round}/${rounds}: ${peer}, idle, ${idleS}s`);
             await new Promise((res) => setTimeout(res, 1000)); // let the last responses and GC settle
-            before = pids.map(cpuNs);
+            cpuMs = cpuClock(pids);
             await new Promise((res) => setTimeout(res, idleS * 1000));
-            const ms = cpuMs(before) / idleS;
+            const ms = cpuMs() / idleS;
             (idle[peer] ??= []).push(ms);
             rows.push({ config: { peer, client: 'idle', round }, values: { idleCpuMsPerS: Math.round(ms * 10) / 10, processes: pids.length } });
           }
@@ -128,7 +127,7 @@ export const peersSuite: Suite = {
     await idleAfterQuiet(ctx, workers, rows, derived);
     // Median of the per-round ratios: each round ran every peer back to back.
     const ratio = (client: Client, peer: string, base: string) =>
-      Math.round(roundRatios(rps[`${peer}|${client}`] ?? [], rps[`${base}|${client}`] ?? []).median * 100) / 100;
+      round(roundRatios(rps[`${peer}|${client}`] ?? [], rps[`${base}|${client}`] ?? []).median, 2);
     for (const client of ['keep-alive', 'new-connection'] as Client[]) {
       for (const { name } of PEERS.filter((x) => x.name !== BASE)) derived[`${client} req/s ${name} / ${BASE}`] = ratio(client, name, BASE);
       // The whole gap between lean drover and node:cluster, then split: primary, worker pieces.
@@ -138,12 +137,12 @@ export const peersSuite: Suite = {
     }
     for (const [peer, us] of Object.entries(cpu)) derived[`CPU us per request at ${rate} req/s, ${peer}`] = Math.round(percentile(us, 50));
     // The split again, in CPU per request (ratios of rounds: > 1 means the first costs more).
-    const cpuRatio = (a: string, b: string) => Math.round(roundRatios(cpu[a] ?? [], cpu[b] ?? []).median * 100) / 100;
+    const cpuRatio = (a: string, b: string) => round(roundRatios(cpu[a] ?? [], cpu[b] ?? []).median, 2);
     derived[`CPU per request at ${rate} req/s ${LEAN_NAME} / ${CONTROL}`] = cpuRatio(LEAN_NAME, CONTROL);
     derived[`CPU per request at ${rate} req/s ${CONTROL} / node:cluster`] = cpuRatio(CONTROL, 'node:cluster');
     derived[`CPU per request at ${rate} req/s ${BASE} / ${LEAN_NAME}`] = cpuRatio(BASE, LEAN_NAME);
     derived[`CPU per request at ${rate} req/s ${BASE} / ${NO_BLOCKS}`] = cpuRatio(BASE, NO_BLOCKS);
-    for (const [peer, ms] of Object.entries(idle)) derived[`idle CPU ms per s, ${peer}`] = Math.round(percentile(ms, 50) * 10) / 10;
+    for (const [peer, ms] of Object.entries(idle)) derived[`idle CPU ms per s, ${peer}`] = round(percentile(ms, 50), 1);
     return { settings: { workers, warmupSeconds: warmS, durationSeconds: durationS, fixedRate: rate, fixedRateLoad: 'evenly paced, staggered over the keep-alive connections', idleSeconds: idleS, rounds, connections, route: '/ping' }, rows, derived };
   },
 };
@@ -220,9 +219,9 @@ async function idleAfterQuiet(ctx: Context, workers: number, rows: Row[], derive
       try {
         await new Promise((r) => setTimeout(r, settleMs));
         const pids = [server.pid!, ...descendants(server.pid!)];
-        const before = pids.map(cpuNs);
+        const cpuMs = cpuClock(pids);
         await new Promise((r) => setTimeout(r, measureMs));
-        const v = pids.map(cpuNs).reduce((sum, ns, i) => sum + ns - before[i]!, 0) / 1e6 / (measureMs / 1000);
+        const v = cpuMs() / (measureMs / 1000);
         (ms[name] ??= []).push(v);
         rows.push({ config: { peer: name, client: `idle after ${settleMs / 1000}s without traffic`, round }, values: { idleCpuMsPerS: Math.round(v * 10) / 10, processes: pids.length } });
       } finally {
@@ -230,5 +229,5 @@ async function idleAfterQuiet(ctx: Context, workers: number, rows: Row[], derive
       }
     }
   }
-  for (const [name, v] of Object.entries(ms)) derived[`idle CPU ms per s after ${settleMs / 1000}s without traffic, ${name}`] = Math.round(percentile(v, 50) * 10) / 10;
+  for (const [name, v] of Object.entries(ms)) derived[`idle CPU ms per s after ${settleMs / 1000}s without traffic, ${name}`] = round(percentile(v, 50), 1);
 }

@@ -3,7 +3,7 @@ import { bigLoop } from '../lib/big-client';
 import { startNginx } from '../lib/nginx';
 import { openLoop } from '../lib/load';
 import { startPeer, type Server } from '../lib/servers';
-import { median, summarize } from '../lib/stats';
+import { median, round, summarize } from '../lib/stats';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 type Peer = 'drover least-busy' | 'node:cluster';
@@ -129,7 +129,6 @@ function derive(rows: Row[]): Record<string, number> {
   const ok = rows.filter((r) => !r.failed && r.config.peer);
   const keyOf = (r: Row) => `${r.config.workers}|${r.config.big}|${r.config.rate}|${r.config.front}`;
   const keys = [...new Set(ok.map(keyOf))];
-  const round2 = (x: number) => Math.round(x * 100) / 100;
   for (const key of keys) {
     const [workers, big, rate, front] = key.split('|');
     const of = (peer: Peer) => ok.filter((r) => keyOf(r) === key && r.config.peer === peer);
@@ -141,7 +140,7 @@ function derive(rows: Row[]): Record<string, number> {
         const cr = c.find((x) => x.config.round === dr.config.round);
         return cr ? [(cr.values[v] as number) / (dr.values[v] as number)] : [];
       });
-      if (ratios.length) out[`${label}: ${v.slice(5).toLowerCase()} node:cluster / drover (median of ${ratios.length})`] = round2(median(ratios));
+      if (ratios.length) out[`${label}: ${v.slice(5).toLowerCase()} node:cluster / drover (median of ${ratios.length})`] = round(median(ratios), 2);
     }
     for (const [name, rs] of [['drover', d], ['node:cluster', c]] as const) {
       if (rs.length) out[`${label}: ${name} p95 ms (median)`] = median(rs.map((r) => r.values.smallP95 as number));

@@ -2,7 +2,7 @@ import { makeIngestBody } from '../../src/demo/s3';
 import { bigClient } from '../lib/big-client';
 import { openLoop, type OpenLoopResult } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
-import { summarize } from '../lib/stats';
+import { round, summarize } from '../lib/stats';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
 
 type Client = 'new-connection' | 'keep-alive';
@@ -147,7 +147,7 @@ export const workersSuite: Suite = {
 };
 
 /** Small p95 of one row of the matrix, if it ran. */
-export function workersP95(rows: Row[], q: Point): number | undefined {
+function workersP95(rows: Row[], q: Point): number | undefined {
   const r = rows.find((x) => !x.failed && (Object.keys(q) as (keyof Point)[]).every((k) => x.config[k] === q[k]));
   return r?.values.smallP95 as number | undefined;
 }
@@ -155,29 +155,28 @@ export function workersP95(rows: Row[], q: Point): number | undefined {
 /** Headline ratios, each drover against node:cluster in the same run (> 1: drover's p95 is lower). */
 function derive(rows: Row[]): Record<string, number> {
   const out: Record<string, number> = {};
-  const round = (x: number) => Math.round(x * 100) / 100;
   const ws = [...new Set(rows.map((r) => r.config.workers as number))].sort((a, b) => a - b);
   for (const w of ws) {
     for (const big of ['s0', 'block'] as const) {
       const nc = workersP95(rows, { workers: w, peer: 'node:cluster', big, mode: 'naive', client: 'new-connection' });
       const lb = workersP95(rows, { workers: w, peer: 'drover least-busy', big, mode: 'naive', client: 'new-connection' });
       const rr = workersP95(rows, { workers: w, peer: 'drover round-robin', big, mode: 'naive', client: 'new-connection' });
-      if (nc && lb) out[`${big} new connections, ${w}w: p95 node:cluster / drover`] = round(nc / lb);
-      if (nc && rr) out[`${big} new connections, ${w}w: p95 drover round-robin / node:cluster`] = round(rr / nc);
+      if (nc && lb) out[`${big} new connections, ${w}w: p95 node:cluster / drover`] = round(nc / lb, 2);
+      if (nc && rr) out[`${big} new connections, ${w}w: p95 drover round-robin / node:cluster`] = round(rr / nc, 2);
     }
     const ncKa = workersP95(rows, { workers: w, peer: 'node:cluster', big: 's0', mode: 'naive', client: 'keep-alive' });
     const stream = workersP95(rows, { workers: w, peer: 'drover least-busy', big: 's0', mode: 'stream', client: 'keep-alive' });
-    if (ncKa && stream) out[`s0 keep-alive, ${w}w: p95 node:cluster naive / drover stream`] = round(ncKa / stream);
+    if (ncKa && stream) out[`s0 keep-alive, ${w}w: p95 node:cluster naive / drover stream`] = round(ncKa / stream, 2);
     const s3 = (peer: Peer, mode: Mode) => rows.find((r) => !r.failed && r.config.workers === w && r.config.big === 's3' && r.config.peer === peer && r.config.mode === mode);
     const off = s3('drover least-busy', 'offload');
     const naive = s3('drover least-busy', 'naive');
     const ncS3 = s3('node:cluster', 'naive');
-    if (off && ncS3) out[`s3 small bodies, ${w}w: p95 node:cluster naive / drover offload`] = round((ncS3.values.smallP95 as number) / (off.values.smallP95 as number));
-    if (off && naive) out[`s3 small bodies, ${w}w: p95 drover naive / offload`] = round((naive.values.smallP95 as number) / (off.values.smallP95 as number));
-    if (off) out[`s3 small bodies, ${w}w: offload p95 loaded / unloaded`] = round((off.values.smallP95 as number) / (off.values.baselineP95 as number));
+    if (off && ncS3) out[`s3 small bodies, ${w}w: p95 node:cluster naive / drover offload`] = round((ncS3.values.smallP95 as number) / (off.values.smallP95 as number), 2);
+    if (off && naive) out[`s3 small bodies, ${w}w: p95 drover naive / offload`] = round((naive.values.smallP95 as number) / (off.values.smallP95 as number), 2);
+    if (off) out[`s3 small bodies, ${w}w: offload p95 loaded / unloaded`] = round((off.values.smallP95 as number) / (off.values.baselineP95 as number), 2);
     // The floor under the same load: /ping touches neither body nor pool, so what it loses is the
     // machine's (2 cores shared with the 25 MB transfer and parse), not the toolkit's.
-    if (off?.values.pingP95) out[`s3 small bodies, ${w}w: offload p95 / GET /ping p95 beside it`] = round((off.values.smallP95 as number) / (off.values.pingP95 as number));
+    if (off?.values.pingP95) out[`s3 small bodies, ${w}w: offload p95 / GET /ping p95 beside it`] = round((off.values.smallP95 as number) / (off.values.pingP95 as number), 2);
   }
   return out;
 }
