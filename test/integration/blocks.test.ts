@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeIngestBody } from '../../src/demo/s3';
 import { FIXTURES, startDrover, type Drover, type LogLine } from '../../bench/lib/drover';
-import { sendMany, type ManyResult } from '../../bench/lib/load';
+import { sendMany, type ManyResult } from '../helpers/http';
 import { parseMetrics, series } from '../helpers/prom';
 import { startUpstream, type Upstream } from '../../bench/lib/upstream';
 

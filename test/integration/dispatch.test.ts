@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
-import { hit, hitMany, type Hit } from '../../bench/lib/load';
+import { hit, hitMany, type Hit } from '../helpers/http';
 import { statFields } from '../../bench/lib/proc';
 import { FIXTURES, killTree, startDrover, type Drover, type Status, type WorkerStatus } from '../../bench/lib/drover';
 import { status, waitStatus } from '../helpers/status';

@@ -11,9 +11,8 @@ import * as path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { helperThreadsStarted, httpGetSync } from '../../src/demo/sync-http';
 import { ROOT, startDrover, type Drover } from '../../bench/lib/drover';
-import { sendMany } from '../../bench/lib/load';
 import { startUpstream, type Upstream } from '../../bench/lib/upstream';
-import { timedGet } from '../helpers/http';
+import { sendMany, timedGet } from '../helpers/http';
 
 /**
  * One worker, a 30 s watchdog and no load shedding: these tests hold the loop on purpose and

@@ -4,7 +4,7 @@ import { after, describe, it } from 'node:test';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { FIXTURES, ROOT, startDrover, type Drover } from '../../bench/lib/drover';
-import { sendMany } from '../../bench/lib/load';
+import { sendMany } from '../helpers/http';
 import { parseMetrics, series, total } from '../helpers/prom';
 
 async function scrape(d: Drover): Promise<{ text: string; ms: number }> {

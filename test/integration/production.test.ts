@@ -5,8 +5,7 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { FIXTURES, startDrover, type Drover } from '../../bench/lib/drover';
 import { alive } from '../helpers/proc';
-import { sendMany } from '../../bench/lib/load';
-import { getJson } from '../helpers/http';
+import { getJson, sendMany } from '../helpers/http';
 import { listeningPorts } from '../helpers/proc';
 
 const tmp = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { startDrover, type Drover } from '../../bench/lib/drover';
-import { sendMany } from '../../bench/lib/load';
+import { sendMany } from '../helpers/http';
 import { prometheusSkipReason, startPrometheus, type Prometheus } from '../helpers/prometheus';
 
 describe('a real Prometheus scrapes drover', () => {

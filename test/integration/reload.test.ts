@@ -4,8 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, FIXTURES, run, startDrover, type Drover } from '../../bench/lib/drover';
-import { sendMany } from '../../bench/lib/load';
-import { getJson } from '../helpers/http';
+import { getJson, sendMany } from '../helpers/http';
 
 describe('zero-downtime rolling reload', () => {
   const started: Drover[] = [];

@@ -9,8 +9,7 @@ import { after, describe, it } from 'node:test';
 import { io as ioClient } from 'socket.io-client';
 import WebSocket from 'ws';
 import { FIXTURES, startDrover, type Drover, type WorkerStatus } from '../../bench/lib/drover';
-import { sendMany } from '../../bench/lib/load';
-import { getJson } from '../helpers/http';
+import { getJson, sendMany } from '../helpers/http';
 import { parseMetrics, total } from '../helpers/prom';
 
 const WS_APP = path.join(FIXTURES, 'ws-app.js');
