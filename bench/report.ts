@@ -68,6 +68,16 @@ const GUIDE: Record<string, string> = {
     'detection on and off, alternated: failed requests, pings slower than 100 ms (handed to a blocked worker), and the ' +
     'blocks drover counted. Then idle CPU after 20 s without any traffic (drover sleeps after 10 s: 1 s heartbeats, ' +
     'the shedding sensor closed, metrics pushes skipped; ADR 0020), drover at its defaults and node:cluster, 3 rounds.',
+  overhead:
+    'drover\'s CPU per request measured side by side, the finer instrument the peers suite lacks: two servers run at ' +
+    'once, each with 2 workers and its own evenly paced keep-alive `/ping` load at the same rate, and each window reads ' +
+    'the CPU time (scheduler time from /proc) of both process trees. Whatever the shared VM does to a window, it does to ' +
+    'both. Each pair runs in both start orders with fresh processes (the server started second reads a few % cheaper) and ' +
+    'its figure is the geometric mean of the two orders\' medians of per-window ratios, b / a. The first pair is drover ' +
+    'against itself: what the method cannot separate. Then drover\'s defaults against bare node:cluster (issue 19\'s ' +
+    'goal: at most 1.10), against itself with block detection off (issue 17\'s: within 1 %), and against itself with ' +
+    'every optional worker feature off (request metrics, shedding, block detection, snapshots every 60 s), which in ' +
+    'turn is compared with node:cluster: drover\'s core against its features (ADR 0020).',
   metrics:
     'How long `GET /metrics` takes as workers are added (each worker holding ~2,000 series), and what the per-request ' +
     'RED metrics cost: `/ping` throughput of the same app with `--request-metrics on` and `off`, alternated in one run. ' +
@@ -104,6 +114,7 @@ const LABELS: Record<string, string> = {
   primaryInstrPerSecondIdle: 'primary instr / s (periodic)', wallSeconds: 'wall s (under callgrind)',
   workerWindows: 'worker instr / req, each window', instrPerReq: 'instr / req', windows: 'instr / req, each window',
   instrPerSecondIdle: 'instr / s (periodic)', path: 'request path',
+  pair: 'pair (b / a)', orientation: 'start order', aCpuUsPerRequest: 'a CPU µs / req', bCpuUsPerRequest: 'b CPU µs / req', ratio: 'b / a',
   failurePercent: 'failure %', failureKinds: 'failure kinds', medianMs: 'median ms', meanMs: 'mean ms', backend: 'backend',
 };
 

@@ -1,0 +1,71 @@
+import { descendants } from './callgrind';
+import { laneLoop } from './load';
+import { cpuNs } from './proc';
+import type { Server } from './servers';
+
+/**
+ * CPU per request of two servers measured side by side: both run at once, each under its own
+ * evenly paced keep-alive load at the same rate, and each window reads both process trees' CPU.
+ * Whatever the shared VM does to one window (a neighbour, a frequency step, a GC of the load
+ * generator) it does to both, so the per-window ratio holds still where back-to-back rounds
+ * spread 1.02–1.51 (ADR 0020). What it cannot cancel is position: which server was started first,
+ * which lanes the load generator serves first. So each pair runs twice, swapped, with fresh
+ * processes, and the figure is the geometric mean of the two orientations' medians.
+ */
+export interface SideBySideOptions {
+  rate: number;
+  connections: number;
+  warmS: number;
+  windowS: number;
+  /** Windows per orientation. */
+  windows: number;
+  progress?: (line: string) => void;
+}
+
+export interface SideBySideResult {
+  /** µs of CPU per request of each window, per orientation: [a, b] pairs. */
+  windows: { orientation: 'a first' | 'b first'; aUs: number; bUs: number; ratio: number }[];
+  /** Median of b/a over the windows of each orientation. */
+  medians: [number, number];
+  /** b / a: the geometric mean of the two orientations' medians. */
+  ratio: number;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+/** Runs `start('a')` and `start('b')` side by side in both orientations; b / a per request. */
+export async function sideBySide(start: (which: 'a' | 'b') => Promise<Server>, o: SideBySideOptions): Promise<SideBySideResult> {
+  const out: SideBySideResult['windows'] = [];
+  const medians: number[] = [];
+  for (const orientation of ['a first', 'b first'] as const) {
+    const order = orientation === 'a first' ? (['a', 'b'] as const) : (['b', 'a'] as const);
+    const servers: Partial<Record<'a' | 'b', Server>> = {};
+    try {
+      for (const which of order) servers[which] = await start(which);
+      const pair = order.map((which) => servers[which]!);
+      const load = (durationS: number) =>
+        Promise.all(pair.map((s) => laneLoop({ url: s.url('/ping'), connections: o.connections, durationS, rate: o.rate, keepAlive: true })));
+      await load(o.warmS);
+      const ratios: number[] = [];
+      for (let w = 1; w <= o.windows; w++) {
+        o.progress?.(`side by side, ${orientation}, window ${w}/${o.windows}`);
+        // The trees are read each window: a worker may have been replaced meanwhile.
+        const pids = pair.map((s) => [s.pid!, ...descendants(s.pid!)]);
+        const before = pids.map((ps) => ps.map(cpuNs));
+        const results = await load(o.windowS);
+        const us = pids.map((ps, i) => (ps.map(cpuNs).reduce((sum, ns, j) => sum + ns - before[i]![j]!, 0) / 1e3) / Math.max(1, results[i]!.requests));
+        const [aUs, bUs] = orientation === 'a first' ? [us[0]!, us[1]!] : [us[1]!, us[0]!];
+        out.push({ orientation, aUs: Math.round(aUs), bUs: Math.round(bUs), ratio: Math.round((bUs / aUs) * 1000) / 1000 });
+        ratios.push(bUs / aUs);
+      }
+      medians.push(median(ratios));
+    } finally {
+      await Promise.all(Object.values(servers).map((s) => s.stop()));
+    }
+  }
+  const round3 = (x: number) => Math.round(x * 1000) / 1000;
+  return { windows: out, medians: [round3(medians[0]!), round3(medians[1]!)], ratio: round3(Math.sqrt(medians[0]! * medians[1]!)) };
+}
