@@ -2,6 +2,7 @@ import { descendants } from './callgrind';
 import { laneLoop } from './load';
 import { cpuNs } from './proc';
 import type { Server } from './servers';
+import { median } from './stats';
 
 /**
  * CPU per request of two servers measured side by side: both run at once, each under its own
@@ -30,11 +31,6 @@ export interface SideBySideResult {
   /** b / a: the geometric mean of the two orientations' medians. */
   ratio: number;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 /** Runs `start('a')` and `start('b')` side by side in both orientations; b / a per request. */
 export async function sideBySide(start: (which: 'a' | 'b') => Promise<Server>, o: SideBySideOptions): Promise<SideBySideResult> {
