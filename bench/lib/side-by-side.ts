@@ -1,6 +1,6 @@
 import { descendants } from './callgrind';
 import { laneLoop } from './load';
-import { cpuNs } from './proc';
+import { cpuClock } from './proc';
 import type { Server } from './servers';
 import { median } from './stats';
 
@@ -49,10 +49,9 @@ export async function sideBySide(start: (which: 'a' | 'b') => Promise<Server>, o
       for (let w = 1; w <= o.windows; w++) {
         o.progress?.(`side by side, ${orientation}, window ${w}/${o.windows}`);
         // The trees are read each window: a worker may have been replaced meanwhile.
-        const pids = pair.map((s) => [s.pid!, ...descendants(s.pid!)]);
-        const before = pids.map((ps) => ps.map(cpuNs));
+        const clocks = pair.map((s) => cpuClock([s.pid!, ...descendants(s.pid!)]));
         const results = await load(o.windowS);
-        const us = pids.map((ps, i) => (ps.map(cpuNs).reduce((sum, ns, j) => sum + ns - before[i]![j]!, 0) / 1e3) / Math.max(1, results[i]!.requests));
+        const us = clocks.map((cpuMs, i) => (cpuMs() * 1000) / Math.max(1, results[i]!.requests));
         const [aUs, bUs] = orientation === 'a first' ? [us[0]!, us[1]!] : [us[1]!, us[0]!];
         out.push({ orientation, aUs: Math.round(aUs), bUs: Math.round(bUs), ratio: Math.round((bUs / aUs) * 1000) / 1000 });
         ratios.push(bUs / aUs);
