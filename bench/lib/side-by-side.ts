@@ -2,7 +2,7 @@ import { descendants } from './callgrind';
 import { laneLoop } from './load';
 import { cpuClock } from './proc';
 import type { Server } from './servers';
-import { median } from './stats';
+import { median, round } from './stats';
 
 /**
  * CPU per request of two servers measured side by side: both run at once, each under its own
@@ -53,7 +53,7 @@ export async function sideBySide(start: (which: 'a' | 'b') => Promise<Server>, o
         const results = await load(o.windowS);
         const us = clocks.map((cpuMs, i) => (cpuMs() * 1000) / Math.max(1, results[i]!.requests));
         const [aUs, bUs] = orientation === 'a first' ? [us[0]!, us[1]!] : [us[1]!, us[0]!];
-        out.push({ orientation, aUs: Math.round(aUs), bUs: Math.round(bUs), ratio: Math.round((bUs / aUs) * 1000) / 1000 });
+        out.push({ orientation, aUs: Math.round(aUs), bUs: Math.round(bUs), ratio: round(bUs / aUs, 3) });
         ratios.push(bUs / aUs);
       }
       medians.push(median(ratios));
@@ -61,6 +61,5 @@ export async function sideBySide(start: (which: 'a' | 'b') => Promise<Server>, o
       await Promise.all(Object.values(servers).map((s) => s.stop()));
     }
   }
-  const round3 = (x: number) => Math.round(x * 1000) / 1000;
-  return { windows: out, medians: [round3(medians[0]!), round3(medians[1]!)], ratio: round3(Math.sqrt(medians[0]! * medians[1]!)) };
+  return { windows: out, medians: [round(medians[0]!, 3), round(medians[1]!, 3)], ratio: round(Math.sqrt(medians[0]! * medians[1]!), 3) };
 }
