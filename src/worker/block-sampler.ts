@@ -1,6 +1,7 @@
 /**
  * The watchdog thread's half of block detection (src/worker/block-watch.ts has the main thread's,
- * ADR 0018). Runs in the watchdog thread: it sees that the main loop's sign of life is overdue and,
+ * ADR 0018). Runs in the watchdog thread: it sees that the main loop is busy (its heartbeat overdue,
+ * no request started for a while) and,
  * while the loop is still blocked, asks the main thread what runs there, through the inspector:
  *
  * 1. `Runtime.evaluate` of the watch's `sample()`: the inspector runs it on the main thread at its
@@ -17,7 +18,7 @@
  */
 import { Session } from 'node:inspector';
 import { parentPort } from 'node:worker_threads';
-import { Cell, Slot, turnMsFor, type SampleReply, type SharedWatch } from './block-watch';
+import { Cell, Slot, type SampleReply, type SharedWatch } from './block-watch';
 import { formatFrame, sourceFrame } from './source-map';
 
 const WATCH = "globalThis[Symbol.for('drover.blockWatch')]";
@@ -43,12 +44,14 @@ type Post = <T>(method: string, params?: object) => Promise<T>;
 
 export class BlockSampler {
   private readonly shared: Float64Array;
-  /** The main thread's arm state (see Cell); the watchdog thread sleeps on its Armed cell. */
-  readonly armed: Int32Array;
+  /** Shared with the main thread (see Cell); the watchdog thread sleeps on its Stopped cell. */
+  readonly control: Int32Array;
   private readonly session = new Session();
   private readonly post: Post;
   /** The SignAt of the last block sampled: one sample per block. */
   private sampledFor = 0;
+  /** When the thread last looked for a block. */
+  private lookedAt = 0;
   /** Connected only around samples: a connected session makes Node print "Waiting for the debugger to disconnect..." at exit. */
   private connected = false;
   private closed = false;
@@ -60,52 +63,66 @@ export class BlockSampler {
   private lingerUntil = 0;
   /** Call frames name their script by id only: id -> file and the source map V8 saw, from scriptParsed. */
   private readonly scripts = new Map<string, { url: string; sourceMapURL?: string }>();
-  /** Overdue by this much is a block in the making (a late timer under load is a few ms). */
+  /** The heartbeat overdue by this much means the loop is busy now (a late timer under load is a few ms). */
   readonly marginMs: number;
   /**
-   * How often the watchdog thread looks while requests are in flight. A sign is overdue a turn
-   * tick plus the margin after it (45 ms at the default 100 ms threshold), so looking this often
-   * samples every block before it reaches the threshold, with 5 ms to spare (50 ms by default).
-   * Looking more often would sample sooner but wake the thread more: each wake-up costs ~0.1 ms of
-   * CPU here, and looking every 25 ms was ~2.5 % of a 2-worker drover's CPU at 1,000 req/s (ADR 0018).
+   * A busy loop that started no request for this long is a block in the making, worth a sample
+   * (half the threshold: sampled inside a block, but not for every long-ish turn of a saturated
+   * loop, whose request starts keep the sign fresh).
+   */
+  private readonly stretchMs: number;
+  /**
+   * The shortest time between two looks. The thread looks when the heartbeat would be overdue,
+   * so at the 100 ms keep-alive pace about 10 times a second; this bounds it at the 20 ms pace of
+   * new-connection dispatch. Each wake-up costs ~0.1 ms of CPU here (ADR 0018).
    */
   private readonly lookMs: number;
 
   constructor(shared: SharedWatch, thresholdMs: number) {
     this.shared = new Float64Array(shared.times);
-    this.armed = new Int32Array(shared.armed);
+    this.control = new Int32Array(shared.control);
     this.marginMs = Math.max(10, Math.floor(thresholdMs / 5));
-    this.lookMs = Math.max(5, thresholdMs - turnMsFor(thresholdMs) - this.marginMs - 5);
+    this.stretchMs = Math.floor(thresholdMs / 2);
+    this.lookMs = Math.max(5, Math.floor(thresholdMs / 2));
     this.session.on('Debugger.scriptParsed', (ev) => this.scripts.set(ev.params.scriptId, ev.params));
     this.post = (method, params) =>
       new Promise((resolve, reject) => this.session.post(method, params, (err, res) => (err ? reject(err) : resolve(res as never))));
   }
 
   /**
-   * When the watchdog thread should look next for block detection's sake: every lookMs while
-   * requests are in flight (else the thread's idle pace applies: a block with no request in
-   * flight needs no sample to be attributed), and when a lingering session is due to go.
+   * When the watchdog thread should look next for block detection's sake: when the loop, if it
+   * stopped turning now, would have been busy long enough for a sample (its heartbeat overdue by
+   * the margin, and no request started for stretchMs), but not sooner than lookMs after the last
+   * look; and when a lingering session is due to go. An idle worker beats once a second, so its
+   * thread wakes at its idle pace.
    */
   nextLookAt(now: number): number {
     if (this.closed) return Infinity;
-    if (Atomics.load(this.armed, Cell.Stopped) === 1) return now;
+    if (Atomics.load(this.control, Cell.Stopped) === 1) return now;
     const at = this.connected ? this.lingerUntil : Infinity;
-    return Atomics.load(this.armed, Cell.Armed) === 1 ? Math.min(at, now + this.lookMs) : at;
+    const s = this.shared;
+    const due = s[Slot.BeatDue]!;
+    if (due === 0) return at; // not listening yet: no beat to be late
+    const signAt = s[Slot.SignAt]!;
+    // This block was sampled: look again a while later, when it may have ended and a new one begun.
+    const look = signAt === this.sampledFor ? now + this.lookMs : Math.max(due + this.marginMs, signAt + this.stretchMs, this.lookedAt + this.lookMs);
+    return Math.min(at, look);
   }
 
   /** Every wake-up of the watchdog thread: closes the session at drain, and once it lingered long enough. */
   tidy(now: number): void {
-    if (Atomics.load(this.armed, Cell.Stopped) === 1) this.close();
+    if (Atomics.load(this.control, Cell.Stopped) === 1) this.close();
     else if (this.connected && now >= this.lingerUntil) this.disconnect();
   }
 
   /** One look for a block in the making: a promise while the sample it started is under way. */
   check(now: number): Promise<void> | undefined {
     if (this.closed) return undefined;
+    this.lookedAt = now;
     const s = this.shared;
     const signAt = s[Slot.SignAt]!;
-    const due = Atomics.load(this.armed, Cell.Armed) === 1 ? s[Slot.TurnDue]! : s[Slot.BeatDue]!;
-    if (due === 0 || now - due < this.marginMs || signAt === this.sampledFor) return undefined;
+    const due = s[Slot.BeatDue]!;
+    if (due === 0 || now - due < this.marginMs || now - signAt < this.stretchMs || signAt === this.sampledFor) return undefined;
     this.sampledFor = signAt;
     return this.sample(signAt);
   }

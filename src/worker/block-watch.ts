@@ -11,12 +11,6 @@ export const UNKNOWN = '(unknown)';
 
 /** One capture of the stack per route per this long: each costs the loop a Debugger pause (~10-60 ms). */
 const STACK_EVERY_MS = 60_000;
-/**
- * The turn tick stops after this many ticks in a row found no request in flight (re-armed by the
- * next request). Two, not more: between bursts of requests a loop is idle, and each tick there is
- * a wake-up of the main thread and keeps the watchdog thread looking (ADR 0018).
- */
-const DISARM_AFTER_TURNS = 2;
 /** drover:blocks goes to the primary at most this often. */
 const REPORT_EVERY_MS = 1000;
 /** Routes kept in the report (/status shows its top 5). */
@@ -25,40 +19,27 @@ const REPORT_ROUTES = 10;
 /**
  * The times the main thread shares with the watchdog thread: Date.now() values in a Float64Array
  * (an aligned 8-byte store does not tear on the platforms Node runs on, and a stale read costs at
- * most one tick of detection, so no Atomics are needed for them).
+ * most one look of detection, so no Atomics are needed for them).
  */
 export const enum Slot {
-  /** The loop's last sign of life (a heartbeat or a turn tick). */
+  /** The loop's last sign of life: a request start or a heartbeat. */
   SignAt = 0,
-  /** When the next heartbeat is due. */
+  /** When the next heartbeat is due: overdue by the sampler's margin, the loop is busy now. */
   BeatDue = 1,
-  /** When the next turn tick is due; meaningful while armed. */
-  TurnDue = 2,
-  Length = 3,
-}
-
-/** The cells of the shared Int32Array `armed`. */
-export const enum Cell {
-  /** 1 while requests are in flight (the turn tick runs): the watchdog thread then looks when a sign is overdue. It sleeps on this cell, and arming notifies it. */
-  Armed = 0,
-  /** 1 once the worker drains: the watchdog thread stops sampling and closes its inspector session. */
-  Stopped = 1,
   Length = 2,
 }
 
-/** The turn tick's period: a block is then seen overdue well before it reaches the threshold. */
-export function turnMsFor(thresholdMs: number): number {
-  return Math.max(5, Math.floor(thresholdMs / 4));
+/** The cells of the shared Int32Array `control`. */
+export const enum Cell {
+  /** 1 once the worker drains: the watchdog thread stops sampling and closes its inspector session. It sleeps on this cell, and drain notifies it. */
+  Stopped = 0,
+  Length = 1,
 }
 
-/**
- * The buffers shared with the watchdog thread: the times, and `armed` (see Cell), so that the
- * watchdog thread looks often only while requests are in flight: an idle worker's watchdog wakes
- * at its idle pace.
- */
+/** The buffers shared with the watchdog thread: the times, and `control` (see Cell). */
 export interface SharedWatch {
   times: SharedArrayBuffer;
-  armed: SharedArrayBuffer;
+  control: SharedArrayBuffer;
 }
 
 /** What the main thread answers a sample taken during a block (run through the inspector, on the main thread itself). */
@@ -87,7 +68,7 @@ interface RouteStats extends BlockingRoute {
 }
 
 const NOT_SAMPLED: Pending = { req: undefined, sampled: false, needScan: false, wantStack: false };
-/** An unsampled block while no request was in flight: no request's code can have run. */
+/** An unsampled block while no request ran: no request's code can have run. */
 const NO_REQUEST_RAN: Pending = { req: undefined, sampled: true, needScan: false, wantStack: false };
 
 /** The symbol under which the watch is reachable from the inspector's Runtime.evaluate. */
@@ -96,48 +77,49 @@ export const GLOBAL_KEY = Symbol.for('drover.blockWatch');
 /**
  * Finds what blocks a worker's event loop and which route it belongs to (issue 17, ADR 0018).
  *
- * Detection: the loop shows signs of life in `sign` (the heartbeat, and while requests are in
- * flight a "turn" tick at a quarter of the threshold, given by request starts under load); the
- * watchdog thread samples the main thread through the inspector when a sign is overdue. A
- * block's length is measured here afterwards, at the first sign after it: the gap since the
- * previous sign, capped by the loop's active time in that gap (event-loop utilization), so an
- * idle gap is never counted.
+ * Signs of life are what the loop does anyway: every request start stores the time (a plain
+ * store), every heartbeat stores it and when the next beat is due. A block is measured at the
+ * first sign after it: the gap since the previous sign, capped by the loop's active time
+ * (event-loop utilization), less the time the thread waited for a CPU. That measure is taken only
+ * at heartbeats and at a request start after a gap of at least the threshold, so a request pays
+ * two clock reads and a compare; no timer of its own wakes the loop (an earlier "turn tick" did,
+ * ~60 times a second under load, and cost ~3 % of the tree's CPU; ADR 0018).
  *
- * Attribution at no per-request cost beyond setting `current` (and the clock read of the sign of
- * life): `current` is the request whose code runs synchronously from drover's request listener;
- * the watchdog's sample reads it. For code run from an event of the request or response (a body
- * parser's parse on the request's 'end', and with it an Express handler after express.json(); a
- * streaming writer on 'drain') or resumed after an `await`, `current` is empty and the watchdog
- * looks for the request on the paused stack: the `this` of the event's emit frame, or a frame's
- * local variable. An earlier version marked those events by wrapping the `emit` of every
- * IncomingMessage and ServerResponse; CPU profiles put that at ~2.7 µs of a ~390 µs /ping request,
- * the larger part of the detector's cost per request (ADR 0018), for blocks the stack finds anyway.
+ * Attribution: `current` is the request whose code runs synchronously from drover's request
+ * listener. A run of it that took at least the threshold names the block's request with no sample
+ * at all. For everything else the watchdog thread samples the main thread while the block is still
+ * under way (the heartbeat is overdue and no request started for half the threshold): the sample
+ * reads `current`, and when it is empty but requests are in flight the watchdog looks for the
+ * request on the paused stack (code run from an event of the request or response, such as a body
+ * parser's parse on the request's 'end', or resumed after an `await`). The same pause gives the
+ * route's stack, wanted once a minute.
  */
 export class BlockWatch {
   readonly shared = new Float64Array(new SharedArrayBuffer(Slot.Length * 8));
-  readonly armed = new Int32Array(new SharedArrayBuffer(Cell.Length * 4));
+  readonly control = new Int32Array(new SharedArrayBuffer(Cell.Length * 4));
   /** Blocks recorded since start (the worker pushes a snapshot when this or its requests change). */
   recorded = 0;
   /** See startCounting. */
   private counting = false;
-  /** Time this thread waited for a CPU (ms, from the scheduler) at the last sign; see runWaitMs. */
+  /** Time this thread waited for a CPU (ms, from the scheduler) at the last measure; see runWaitMs. */
   private waitAtSign = 0;
   private readonly sched = openSchedstat();
-  /** Whether the turn tick was armed at the last sign. */
-  private armedAtSign = false;
-  /** Turn ticks in a row that found no request in flight. */
-  private idleTurns = 0;
+  /** Request starts so far, and their count and the requests in flight at the last measure: whether requests ran in a gap. */
+  private starts = 0;
+  private startsAtSign = 0;
+  private inFlightAtSign = 0;
   private current: http.IncomingMessage | undefined;
+  /** The last request whose synchronous run took at least the threshold, since the last measure. */
+  private longRun: http.IncomingMessage | undefined;
   private pending: Pending = NOT_SAMPLED;
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
-  private turnTimer: NodeJS.Timeout | undefined;
+  /** The heartbeat's interval as last announced. */
+  private beatMs = Infinity;
   private readonly routes = new Map<string, RouteStats>();
   /** Blocks that asked for a stack, by the SignAt value the watchdog saw stale (its id for the block). */
   private readonly awaitingStack = new Map<number, { route: string; ms: number }>();
   private reportTimer: NodeJS.Timeout | undefined;
   private lastReportAt = 0;
-  /** The turn tick's period (turnMsFor); read on every request start, so computed once. */
-  private readonly turnMs: number;
 
   constructor(
     readonly thresholdMs: number,
@@ -146,27 +128,24 @@ export class BlockWatch {
     private readonly log: (fields: Record<string, unknown>, msg: string) => void,
     private readonly report: (routes: BlockingRoute[]) => void,
   ) {
-    this.turnMs = turnMsFor(thresholdMs);
     this.shared[Slot.SignAt] = Date.now();
     (globalThis as Record<symbol, unknown>)[GLOBAL_KEY] = this;
   }
 
   /** drover's request listener runs the app through this: the app's synchronous code is the request's. */
   run(req: http.IncomingMessage, res: http.ServerResponse, app: (req: http.IncomingMessage, res: http.ServerResponse) => void): void {
-    if (this.armed[Cell.Armed] === 0) this.arm();
-    else {
-      // A request start half a tick after the last sign is the turn tick's sign of life, in a
-      // loop turn that runs anyway, and pushes the timer back: under load the timer never fires
-      // (each wake-up costs CPU; ADR 0018). At the tick's due time it would lose to the timer.
-      const now = Date.now();
-      if (now - this.shared[Slot.SignAt]! >= this.turnMs / 2) this.turn(now);
-    }
+    const start = Date.now();
+    // A gap as long as a block since the last sign: measure it now, before this sign replaces it.
+    if (start - this.shared[Slot.SignAt]! >= this.thresholdMs) this.sign(start);
+    else this.shared[Slot.SignAt] = start;
+    this.starts++;
     const prev = this.current;
     this.current = req;
     try {
       app(req, res);
     } finally {
       this.current = prev;
+      if (Date.now() - start >= this.thresholdMs) this.longRun = req;
     }
   }
 
@@ -186,6 +165,10 @@ export class BlockWatch {
   beat(nextMs: number): void {
     const now = Date.now();
     this.shared[Slot.BeatDue] = now + nextMs;
+    // The first beat, or a faster pace (traffic after a quiet spell): the watchdog thread may be
+    // asleep until a look planned at the old pace, up to half a second away; wake it to plan anew.
+    if (nextMs < this.beatMs) Atomics.notify(this.control, Cell.Stopped);
+    this.beatMs = nextMs;
     this.sign(now);
   }
 
@@ -262,54 +245,26 @@ export class BlockWatch {
   }
 
   stop(): void {
-    clearTimeout(this.turnTimer);
     clearTimeout(this.reportTimer);
-    Atomics.store(this.armed, Cell.Armed, 0);
     if (this.sched) fs.closeSync(this.sched.fd);
     delete (globalThis as Record<symbol, unknown>)[GLOBAL_KEY];
   }
 
   /** The worker drains: the watchdog thread closes its inspector session (else Node prints "Waiting for the debugger to disconnect..." at exit). */
   stopSampling(): void {
-    Atomics.store(this.armed, Cell.Stopped, 1);
-    Atomics.notify(this.armed, Cell.Armed);
+    Atomics.store(this.control, Cell.Stopped, 1);
+    Atomics.notify(this.control, Cell.Stopped);
   }
 
   /** The buffers for the watchdog thread. */
   get sharedWatch(): SharedWatch {
-    return { times: this.shared.buffer as SharedArrayBuffer, armed: this.armed.buffer as SharedArrayBuffer };
-  }
-
-  /** The first request after a quiet second: start the turn tick, and wake the watchdog to watch it. */
-  private arm(): void {
-    this.idleTurns = 0;
-    this.shared[Slot.TurnDue] = Date.now() + this.turnMs;
-    Atomics.store(this.armed, Cell.Armed, 1);
-    Atomics.notify(this.armed, Cell.Armed);
-    if (this.turnTimer) return void this.turnTimer.refresh();
-    this.turnTimer = setTimeout(() => this.turn(Date.now()), this.turnMs);
-    this.turnTimer.unref();
+    return { times: this.shared.buffer as SharedArrayBuffer, control: this.control.buffer as SharedArrayBuffer };
   }
 
   /**
-   * The turn tick: a sign of life every turnMs while requests are in flight, and for two ticks
-   * after. Request starts give it in between and push the timer back, so the timer fires (a
-   * wake-up of its own) only while requests wait on I/O or have just ended.
-   */
-  private turn(now: number): void {
-    this.idleTurns = this.inFlight() > 0 ? 0 : this.idleTurns + 1;
-    if (this.idleTurns < DISARM_AFTER_TURNS) {
-      this.shared[Slot.TurnDue] = now + this.turnMs;
-      this.turnTimer!.refresh();
-    } else {
-      Atomics.store(this.armed, Cell.Armed, 0);
-    }
-    this.sign(now);
-  }
-
-  /**
-   * A sign of life: ends a block if the gap since the previous one was long and busy. Runs about
-   * every 20-100 ms; the utilization read costs well under a microsecond.
+   * A measured sign of life (a heartbeat, or a request start after a long gap): ends a block if the
+   * gap since the previous sign was long and busy. Runs about every 20-100 ms (the heartbeat's
+   * pace); the utilization read costs well under a microsecond, the wait-time read a few.
    */
   private sign(now: number): void {
     const prevAt = this.shared[Slot.SignAt]!;
@@ -319,10 +274,14 @@ export class BlockWatch {
     this.elu = elu;
     const pending = this.pending;
     if (pending.sampled) this.pending = NOT_SAMPLED;
-    // Armed at the previous sign or now: a request may have been in flight during the gap (a
-    // request that arrived during it would have armed the tick before any of its code ran).
-    const requests = this.armedAtSign || this.armed[Cell.Armed] === 1;
-    this.armedAtSign = this.armed[Cell.Armed] === 1;
+    const longRun = this.longRun;
+    this.longRun = undefined;
+    // Requests may have run in the gap if one was in flight at either end or one started since
+    // the last measure (counted at its start, before any of its code ran).
+    const inFlight = this.inFlight();
+    const requests = inFlight > 0 || this.inFlightAtSign > 0 || this.starts !== this.startsAtSign;
+    this.inFlightAtSign = inFlight;
+    this.startsAtSign = this.starts;
     // How long the loop was held, and how much of that the code needed: time the thread was
     // runnable but not running (more busy threads than cores) is the machine's, not the code's.
     // A stretch is a block when the code's part reaches the threshold (else a starved worker's
@@ -331,7 +290,12 @@ export class BlockWatch {
     const ms = Math.min(now - prevAt, activeMs);
     const own = ms - (waitMs - this.waitAtSign);
     this.waitAtSign = waitMs;
-    if (own >= this.thresholdMs && this.counting) this.record(prevAt, ms, pending.sampled || requests ? pending : NO_REQUEST_RAN);
+    if (own < this.thresholdMs || !this.counting) return;
+    // Whose block: the request a sample found running; else a request whose own synchronous run
+    // was this long; else what the sample saw (no request, or one to look for that was not found).
+    if (pending.req) this.record(prevAt, ms, pending);
+    else if (longRun) this.record(prevAt, ms, { req: longRun, sampled: true, needScan: false, wantStack: pending.wantStack });
+    else this.record(prevAt, ms, pending.sampled || requests ? pending : NO_REQUEST_RAN);
   }
 
   private record(id: number, ms: number, p: Pending): void {

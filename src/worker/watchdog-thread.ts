@@ -46,8 +46,8 @@ const beat = new BigInt64Array(data.beat);
  */
 const CHECK_MS = Math.max(20, Math.min(500, Math.floor(data.captureAfterMs / 2)));
 const sampler = data.blocks ? new BlockSampler(data.blocks.shared, data.blocks.thresholdMs) : undefined;
-/** What the thread sleeps on: block detection's arm state (the main thread notifies it on arming and at drain), else a cell nobody changes. */
-const sleepCell = sampler?.armed ?? new Int32Array(new SharedArrayBuffer(4));
+/** What the thread sleeps on: block detection's Stopped cell (the main thread notifies it at drain), else a cell nobody changes. */
+const sleepCell = sampler?.control ?? new Int32Array(new SharedArrayBuffer(4));
 let capturedForBeat = -1n;
 
 function log(level: number, msg: string, extra: Record<string, unknown>): void {
@@ -127,9 +127,9 @@ function check(now: number): Promise<void> | undefined {
 /**
  * The thread sleeps in a blocking Atomics.wait between looks, not on its event loop: each wake-up
  * costs CPU (on this project's 2-core VM ~65 µs through Atomics.wait, ~130 µs through a libuv
- * timer; ADR 0018), and block detection looks ~20 times a second while requests are in flight.
- * It wakes when the next look is due (the sampler's pace while requests are in flight, else
- * CHECK_MS), or at once when the main thread arms block detection or drains.
+ * timer; ADR 0018), and block detection looks about once per heartbeat while requests come.
+ * It wakes when the next look is due (the sampler's, at most CHECK_MS away), or at once when the
+ * main thread drains.
  */
 function run(): void {
   for (;;) {

@@ -18,9 +18,9 @@ import { sendMany, timedGet } from '../helpers/http';
  * One worker, a 30 s watchdog and no load shedding: these tests hold the loop on purpose and
  * measure what that does; the watchdog would replace the worker and the pressure gate would
  * answer 503 to the requests queued behind a block, hiding the effect being measured. Block
- * detection off: the CPU test measures what a call costs, and while requests wait on I/O block
- * detection wakes the worker ~60 times a second (its turn tick and the watchdog's looks; ADR
- * 0018), which put one CI run at the bound (60 ms for a 1 s call) when it was 80.
+ * detection off: the CPU test measures what a call costs, not drover's own wake-ups; while
+ * requests waited on I/O, block detection's turn tick once woke the worker ~60 times a second
+ * (ADR 0018, since removed), which put one CI run at the bound (60 ms for a 1 s call) when it was 80.
  */
 const DROVER_ARGS = ['--workers', '1', '--worker-timeout', '30s', '--shed-loop-delay', '0ms', '--block-threshold', '0ms'];
 const MODES = ['async', 'blocking', 'offload'] as const;
