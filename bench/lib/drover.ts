@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import type { Status, WorkerStatus } from '../../src/primary/control-server';
+import { waitUntil } from './wait';
 
 export type { Status, WorkerStatus };
 
@@ -124,11 +125,9 @@ export class Drover extends EventEmitter {
    * have no log line of their own, e.g. "a worker reports one request in flight".
    */
   async until(cond: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await cond())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}\n${this.tail()}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitUntil(cond, what, timeoutMs, 20).catch((err: Error) => {
+      throw new Error(`${err.message}\n${this.tail()}`);
+    });
   }
 
   /** SIGTERM and wait for exit; SIGKILL the whole group if it does not stop in time. */

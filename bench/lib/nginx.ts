@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort } from './drover';
 import { findProgram } from './machine';
+import { waitUntil } from './wait';
 
 export interface Nginx {
   /** The loopback port nginx listens on for each upstream, by name. */
@@ -66,18 +67,15 @@ export async function startNginx(upstreams: Record<string, number>): Promise<Ngi
     fs.rmSync(dir, { recursive: true, force: true });
   };
   // Ready once every listen port accepts, bounded.
-  const deadline = Date.now() + 10_000;
-  for (const port of Object.values(ports)) {
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}: ${stderr}${readLog(dir)}`);
-      if (await accepts(port)) break;
-      if (Date.now() > deadline) {
-        await stop();
-        throw new Error(`nginx did not listen within 10 s: ${stderr}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const listening = async () => {
+    if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}`);
+    return (await Promise.all(Object.values(ports).map(accepts))).every(Boolean);
+  };
+  await waitUntil(listening, 'nginx listens', 10_000, 50).catch(async (err: Error) => {
+    const why = `${err.message}: ${stderr}${readLog(dir)}`;
+    await stop();
+    throw new Error(why);
+  });
   return { ports, stop };
 }
 

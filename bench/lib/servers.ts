@@ -2,9 +2,8 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
-import { ROOT, killTree, run, startDrover } from './drover';
-import { freePort } from './drover';
+import { ROOT, freePort, killTree, run, startDrover } from './drover';
+import { firstLine, portLine, waitUntil } from './wait';
 
 export type PeerKind = 'drover least-busy' | 'drover round-robin' | 'node:cluster' | 'node:cluster, drover workers' | 'pm2 cluster';
 
@@ -61,19 +60,7 @@ export async function startPeer(kind: PeerKind, workers: number, o: RunOptions =
       detached: true,
     });
     process.on('exit', () => killTree(child.pid!));
-    const port = await new Promise<number>((resolve, reject) => {
-      const rl = readline.createInterface({ input: child.stdout! });
-      rl.on('line', (l) => {
-        try {
-          const m = JSON.parse(l) as { msg?: string; port?: number };
-          if (m.msg === 'ready') resolve(m.port!);
-        } catch {
-          /* not ours */
-        }
-      });
-      child.once('exit', (code) => reject(new Error(`bare cluster exited ${code}`)));
-      if (o.timeoutMs) setTimeout(() => reject(new Error(`bare cluster not ready in ${o.timeoutMs} ms`)), o.timeoutMs).unref();
-    });
+    const port = await firstLine(child, portLine('ready'), 'bare cluster', o.timeoutMs);
     return {
       url: (p) => `http://127.0.0.1:${port}${p}`,
       stop: async () => {
@@ -104,18 +91,10 @@ export async function startPeer(kind: PeerKind, workers: number, o: RunOptions =
     if (fs.existsSync(home)) spawn(process.execPath, [PM2, 'kill'], { env, stdio: 'ignore', detached: true });
   });
   // pm2 start returns before the instances listen: wait until the port answers, bounded.
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/ping`)).status === 200) break;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error('pm2 cluster did not answer within 20 s');
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const answers = async () => (await fetch(`http://127.0.0.1:${port}/ping`).catch(() => undefined))?.status === 200;
+  await waitUntil(answers, 'pm2 cluster answers', 20_000, 100).catch(async (err: unknown) => {
+    await stop();
+    throw err;
+  });
   return { url: (p) => `http://127.0.0.1:${port}${p}`, stop };
 }

@@ -4,10 +4,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import type { UpstreamStats } from '../../src/demo/slow-upstream';
-import type { Exit } from './drover';
-import { ROOT } from './drover';
+import { ROOT, type Exit } from './drover';
+import { firstLine, portLine, waitUntil } from './wait';
 
 /** The compiled upstream entry (run `npm run build` first). */
 export const UPSTREAM_BIN = path.join(ROOT, 'dist', 'src', 'demo', 'slow-upstream.js');
@@ -43,23 +42,9 @@ export async function startUpstream(timeoutMs = 10_000): Promise<Upstream> {
   });
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr += b));
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`upstream did not start within ${timeoutMs} ms\n${stderr}`)), timeoutMs);
-    void exited.then((e) => reject(new Error(`upstream exited before listening (${JSON.stringify(e)})\n${stderr}`)));
-    readline.createInterface({ input: child.stdout! }).on('line', (text) => {
-      try {
-        const line = JSON.parse(text) as { msg?: string; port?: number };
-        if (line.msg === 'upstream listening' && typeof line.port === 'number') {
-          clearTimeout(timer);
-          resolve(line.port);
-        }
-      } catch {
-        /* not a JSON line */
-      }
-    });
-  }).catch((err: unknown) => {
+  const port = await firstLine(child, portLine('upstream listening'), 'upstream', timeoutMs).catch((err: Error) => {
     child.kill('SIGKILL');
-    throw err;
+    throw new Error(`${err.message}\n${stderr}`);
   });
   const url = `http://127.0.0.1:${port}`;
   const stats = async () => (await (await fetch(`${url}/stats`)).json()) as UpstreamStats;
@@ -70,13 +55,11 @@ export async function startUpstream(timeoutMs = 10_000): Promise<Upstream> {
     exited,
     stats,
     async until(cond, what, waitMs = 10_000) {
-      const deadline = Date.now() + waitMs;
-      for (;;) {
-        const s = await stats();
-        if (cond(s)) return s;
-        if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}: ${JSON.stringify(s)}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      let s: UpstreamStats | undefined;
+      await waitUntil(async () => cond((s = await stats())), what, waitMs).catch((err: Error) => {
+        throw new Error(`${err.message}: ${JSON.stringify(s)}`);
+      });
+      return s!;
     },
     async stop(waitMs = 5_000) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

@@ -39,16 +39,7 @@ export function gone(pid: number): boolean {
 }
 
 export { freePort } from '../../bench/lib/drover';
-
-/** Re-checks `cond` every `everyMs` until it holds, bounded; resolves with the wait in ms. */
-export async function waitUntil(cond: () => boolean | Promise<boolean>, what: string, timeoutMs: number, everyMs = 10): Promise<number> {
-  const started = performance.now();
-  while (!(await cond())) {
-    if (performance.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  return performance.now() - started;
-}
+export { waitUntil } from '../../bench/lib/wait';
 
 /** Least-squares slope of v over t, per minute of t (t in ms). */
 export function slopePerMinute(samples: { t: number; v: number }[]): number {
