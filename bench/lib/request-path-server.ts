@@ -7,8 +7,9 @@
  *   REQUEST_PATH=drover          drover's worker path (app-server.ts): tracking, header limit,
  *                                pressure gate at its defaults; request metrics off
  *   REQUEST_PATH=drover-metrics  the same with request metrics on
- *   REQUEST_PATH=drover-blocks   the same with block detection's per-request part (the marker and
- *                                the emit wrappers, src/worker/block-watch.ts): a worker's defaults
+ *   REQUEST_PATH=drover-blocks   the same with block detection's per-request part (two clock
+ *                                reads, the sign of life and the marker, src/worker/block-watch.ts):
+ *                                a worker's defaults
  * Prints `ready <port>` once listening on PORT (0: any free port).
  */
 import * as http from 'node:http';
@@ -40,8 +41,8 @@ async function main(): Promise<void> {
     const cfg = workerConfig({ ...defaults, workers: 1, shedLoopDelayMs: 60_000, keepAliveTimeoutMs } as DroverOptions, 0, 1, '', defaults.heartbeatIntervalMs);
     const metrics = new WorkerMetrics(() => {});
     const gate = await createPressureGate(cfg.shed, (reason) => metrics.shed(reason));
-    // No watchdog thread here: what a request pays is the marker, the emit wrappers and arming
-    // the turn tick; sampling happens only during a block.
+    // No watchdog thread here: what a request pays is the sign of life and the marker; sampling
+    // happens only during a block.
     const blocks = variant === 'drover-blocks' ? new BlockWatch(defaults.blockThresholdMs, (req) => metrics.red.routeOf(req), () => made.conns.counters().inFlight, () => {}, () => {}) : undefined;
     const made = createAppServer(cfg, app, gate, blocks);
     if (variant === 'drover-metrics' || variant === 'drover-blocks') made.conns.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);
