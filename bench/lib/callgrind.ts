@@ -3,7 +3,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { statFields } from './proc';
 
 const run = promisify(execFile);
 
@@ -79,20 +78,4 @@ export function startCallgrind(): Callgrind {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Every descendant of `root` (workers of a primary), from /proc. */
-export function descendants(root: number): number[] {
-  const parent = new Map<number, number>();
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    const ppid = statFields(Number(e))?.[1];
-    if (ppid !== undefined) parent.set(Number(e), Number(ppid)); // else: exited meanwhile
-  }
-  const out: number[] = [];
-  const walk = (pid: number) => {
-    for (const [child, p] of parent) if (p === pid) (out.push(child), walk(child));
-  };
-  walk(root);
-  return out;
 }

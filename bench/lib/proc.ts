@@ -40,3 +40,22 @@ export function cpuClock(pids: number[]): () => number {
   const before = pids.map(cpuNs);
   return () => pids.reduce((sum, pid, i) => sum + cpuNs(pid) - before[i]!, 0) / 1e6;
 }
+
+/** Every descendant of `root` (workers of a primary), from /proc. */
+export function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const ppid = statFields(Number(e))?.[1];
+    if (ppid !== undefined) parent.set(Number(e), Number(ppid)); // else: exited meanwhile
+  }
+  const out: number[] = [];
+  const walk = (pid: number) => {
+    for (const [child, p] of parent) if (p === pid) (out.push(child), walk(child));
+  };
+  walk(root);
+  return out;
+}
+
+/** A process and its descendants, as they are now. */
+export const tree = (pid: number): number[] => [pid, ...descendants(pid)];

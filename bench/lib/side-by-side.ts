@@ -1,6 +1,5 @@
-import { descendants } from './callgrind';
 import { laneLoop } from './load';
-import { cpuClock } from './proc';
+import { cpuClock, tree } from './proc';
 import type { Server } from './servers';
 import { median, round } from './stats';
 
@@ -49,7 +48,7 @@ export async function sideBySide(start: (which: 'a' | 'b') => Promise<Server>, o
       for (let w = 1; w <= o.windows; w++) {
         o.progress?.(`side by side, ${orientation}, window ${w}/${o.windows}`);
         // The trees are read each window: a worker may have been replaced meanwhile.
-        const clocks = pair.map((s) => cpuClock([s.pid!, ...descendants(s.pid!)]));
+        const clocks = pair.map((s) => cpuClock(tree(s.pid!)));
         const results = await load(o.windowS);
         const us = clocks.map((cpuMs, i) => (cpuMs() * 1000) / Math.max(1, results[i]!.requests));
         const [aUs, bUs] = orientation === 'a first' ? [us[0]!, us[1]!] : [us[1]!, us[0]!];

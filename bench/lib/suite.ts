@@ -36,3 +36,18 @@ export interface Suite {
   estimateS: Record<Profile, number>;
   run(ctx: Context): Promise<Omit<SuiteResult, 'machine' | 'profile' | 'suite' | 'title'>>;
 }
+
+/** The first row that ran (did not fail) with these config values. */
+export function findRow(rows: Row[], config: Record<string, unknown>): Row | undefined {
+  return rows.find((r) => !r.failed && Object.entries(config).every(([k, v]) => r.config[k] === v));
+}
+
+/** Runs `fn` on what `start` starts (a server, a database), and stops it after, whatever happens. */
+export async function withRunning<S extends { stop(): Promise<unknown> }, T>(start: Promise<S>, fn: (s: S) => Promise<T>): Promise<T> {
+  const s = await start;
+  try {
+    return await fn(s);
+  } finally {
+    await s.stop();
+  }
+}

@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
-import { callgrindMissing, descendants, startCallgrind, type Callgrind } from '../lib/callgrind';
+import { callgrindMissing, startCallgrind, type Callgrind } from '../lib/callgrind';
 import { addFailures, closedLoop, describeFailures, laneLoop, type ClosedLoopResult } from '../lib/load';
-import { median } from '../lib/stats';
+import { descendants } from '../lib/proc';
+import { median, round } from '../lib/stats';
 import { REQUEST_PATHS } from '../lib/request-path-server';
 import { startPeer, type PeerKind, type Server } from '../lib/servers';
 import type { Context, Profile, Row, Suite } from '../lib/suite';
+import { firstLine } from '../lib/wait';
 
 type Client = 'keep-alive' | 'new-connection';
 interface Config {
@@ -198,13 +199,7 @@ async function measureRequestPath(
   const script = path.join(__dirname, '..', 'lib', 'request-path-server.js');
   const child = spawn(cg.exec, [script], { env: { ...process.env, REQUEST_PATH: variant, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
   try {
-    const port = await new Promise<number>((resolve, reject) => {
-      readline.createInterface({ input: child.stdout! }).on('line', (l) => {
-        const m = /^ready (\d+)$/.exec(l);
-        if (m) resolve(Number(m[1]));
-      });
-      child.once('exit', (code) => reject(new Error(`request-path server exited ${code}`)));
-    });
+    const port = await firstLine(child, (l) => /^ready (\d+)$/.exec(l)?.[1], 'request-path server');
     const url = `http://127.0.0.1:${port}/ping`;
     const load = (amount: number) => closedLoop({ url, connections: 1, durationS: 3600, amount, timeoutS: SLOW_TIMEOUT_S });
     await load(o.warm);
@@ -236,9 +231,7 @@ async function countWindows(cg: Callgrind, pids: number[], o: { idleS: number; r
   return { idle, windows, failureKinds, requests: windows.reduce((a, x) => a + x.requests, 0) };
 }
 
-function ratio(a: number, b: number): number {
-  return Math.round((a / b) * 1000) / 1000;
-}
+const ratio = (a: number, b: number) => round(a / b, 3);
 
 /**
  * Instructions per second of each process at rest, for the periodic work: the lower of two

@@ -4,10 +4,9 @@ import * as path from 'node:path';
 import { startDrover } from '../lib/drover';
 import { postgresBinDir, startPostgres } from '../lib/postgres';
 import { Client } from 'pg';
-import { descendants } from '../lib/callgrind';
-import { cpuNs } from '../lib/proc';
+import { cpuClock, tree } from '../lib/proc';
 import { round, summarize } from '../lib/stats';
-import type { Context, Profile, Row, Suite } from '../lib/suite';
+import { withRunning, type Context, type Profile, type Row, type Suite } from '../lib/suite';
 import { laneLoop } from '../lib/load';
 
 /**
@@ -43,8 +42,7 @@ export const crudSuite: Suite = {
           ctx.progress(`${backend}, ${workers} worker(s), ${users} users, ${durationS}s`);
           const env: Record<string, string> = pg ? { DATABASE_URL: pg.url } : { DEMO_SQLITE_PATH: path.join(dir, `items-${workers}.sqlite`) };
           if (pg) await resetItems(pg.url);
-          const d = await startDrover({ args: ['--workers', String(workers), '--shed-loop-delay', '0ms'], env });
-          try {
+          await withRunning(startDrover({ args: ['--workers', String(workers), '--shed-loop-delay', '0ms'], env }), async (d) => {
             // Ids to read and delete come from the seed (the store seeds ~1,000 items).
             const next = (user: number, i: number) => {
               const roll = (user * 7919 + i * 104729) % 100;
@@ -56,22 +54,16 @@ export const crudSuite: Suite = {
             const usersFor = (seconds: number) => laneLoop({ next, connections: users, keepAlive: true, durationS: seconds, timeoutMs: 30_000 });
             // Warm-up: JIT, every user's connection, the database pools' connections.
             await usersFor(Math.min(2, durationS / 2));
-            const groups = { drover: [d.pid, ...descendants(d.pid)], db: pg ? [pg.pid, ...descendants(pg.pid)] : [] };
-            const cpu = () => {
-              const self = process.cpuUsage();
-              return { drover: sumCpu(groups.drover), db: sumCpu(groups.db), client: (self.user + self.system) * 1000 };
-            };
-            const switchesBefore = sumSwitches(groups.drover);
-            const before = cpu();
+            const droverPids = tree(d.pid);
+            const clocks = { drover: cpuClock(droverPids), db: cpuClock(pg ? tree(pg.pid) : []), client: cpuClock([process.pid]) };
+            const switchesBefore = sumSwitches(droverPids);
             const r = await usersFor(durationS);
-            const after = cpu();
-            const switchesAfter = sumSwitches(groups.drover);
+            const switchesAfter = sumSwitches(droverPids);
             // Every request sent, as the S2 report counted them.
             const requests = r.requests + r.errors;
-            const wallNs = r.durationS * 1e9;
             const split = Object.fromEntries((['drover', 'db', 'client'] as const).flatMap((k) => {
-              const ns = after[k] - before[k];
-              return [[`${k}Cores`, round(ns / wallNs, 2)], [`${k}CpuUsPerReq`, Math.round(ns / 1000 / Math.max(1, requests))]];
+              const ms = clocks[k]();
+              return [[`${k}Cores`, round(ms / 1000 / r.durationS, 2)], [`${k}CpuUsPerReq`, Math.round((ms * 1000) / Math.max(1, requests))]];
             }));
             const s = summarize(r.latency);
             // 404s are expected: deletes and reads of already-deleted seed items.
@@ -88,9 +80,7 @@ export const crudSuite: Suite = {
               },
               failed: hard > 0.01 * requests ? `${hard} failed requests` : undefined,
             });
-          } finally {
-            await d.stop();
-          }
+          });
         }
       } finally {
         await pg?.stop();
@@ -107,11 +97,6 @@ export const crudSuite: Suite = {
     return { settings: { users, durationSeconds: durationS, mix: '75 % reads, 20 % writes, 5 % deletes', backends }, rows, derived };
   },
 };
-
-/** CPU time of these processes so far, ns (those that exited meanwhile count 0). */
-function sumCpu(pids: number[]): number {
-  return pids.reduce((a, pid) => a + cpuNs(pid), 0);
-}
 
 /** Context switches of these processes' threads so far: waits for IO (voluntary) and preemptions. */
 function sumSwitches(pids: number[]): { voluntary: number; involuntary: number } {

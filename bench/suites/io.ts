@@ -1,7 +1,7 @@
 import { startDrover } from '../lib/drover';
 import { startUpstream } from '../lib/upstream';
 import { summarize } from '../lib/stats';
-import type { Context, Profile, Row, Suite } from '../lib/suite';
+import { findRow, withRunning, type Context, type Profile, type Row, type Suite } from '../lib/suite';
 import { laneLoop } from '../lib/load';
 
 /** One measured configuration: a mode, its users, and the pool's threads for `offload`. */
@@ -49,17 +49,16 @@ export const ioSuite: Suite = {
       ...(reportPool ? [{ mode: 'offload', users, poolThreads: 41 } as Case] : []),
     ];
     const rows: Row[] = [];
-    const upstream = await startUpstream();
-    try {
+    await withRunning(startUpstream(), async (upstream) => {
       for (const c of cases) {
         const pool = c.poolThreads ? `, ${c.poolThreads} pool threads` : '';
         ctx.progress(`${c.mode}: ${c.users} users for ${durationS}s against a ${waitms} ms upstream${pool}`);
         // Shedding and the watchdog off: this reproduces S1's single worker as it was.
-        const d = await startDrover({
+        const start = startDrover({
           args: ['--workers', '1', '--shed-loop-delay', '0ms', '--worker-timeout', '120s'],
           env: { UPSTREAM_URL: upstream.url, UPSTREAM_TIMEOUT_MS: String(timeoutMs), IO_OFFLOAD_THREADS: String(c.poolThreads ?? threads) },
         });
-        try {
+        await withRunning(start, async (d) => {
           const r = await laneLoop({ url: d.url(`/upstream?mode=${c.mode}&waitms=${waitms}`), connections: c.users, keepAlive: true, durationS, timeoutMs });
           const s = summarize(r.latency);
           // As the reports counted: every request sent, and a failure for each without a 2xx answer.
@@ -73,15 +72,11 @@ export const ioSuite: Suite = {
               failureKinds: r.failureKinds,
             },
           });
-        } finally {
-          await d.stop();
-        }
+        });
       }
-    } finally {
-      await upstream.stop();
-    }
+    });
     const v = (mode: string, u: number, t?: number) =>
-      rows.find((r) => r.config.mode === mode && r.config.users === u && r.config.poolThreads === t)?.values as Record<string, number> | undefined;
+      findRow(rows, { mode, users: u, poolThreads: t })?.values as Record<string, number> | undefined;
     return {
       settings: { users, durationSeconds: durationS, upstreamWaitMs: waitms, clientTimeoutMs: timeoutMs, workers: 1, poolThreads: threads },
       rows,

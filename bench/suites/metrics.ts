@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { startDrover } from '../lib/drover';
 import { closedLoop, describeFailures } from '../lib/load';
 import { percentile, round, roundRatios, summarize } from '../lib/stats';
-import type { Context, Profile, Row, Suite } from '../lib/suite';
+import { withRunning, type Context, type Profile, type Row, type Suite } from '../lib/suite';
 
 const APP = path.resolve(__dirname, '..', '..', '..', 'bench', 'apps', 'many-series.js');
 
@@ -64,8 +64,7 @@ export const metricsSuite: Suite = {
       // busy with the previous server's exit) cannot pass for an overhead.
       for (const mode of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
         ctx.progress(`/ping throughput, request metrics ${mode}, round ${round + 1}/${rounds}, ${overheadS}s`);
-        const d = await startDrover({ args: ['--workers', '1', '--request-metrics', mode] });
-        try {
+        await withRunning(startDrover({ args: ['--workers', '1', '--request-metrics', mode] }), async (d) => {
           await closedLoop({ url: d.url('/ping'), connections: 10, durationS: 1 }); // warm-up (JIT)
           const r = await closedLoop({ url: d.url('/ping'), connections: 10, durationS: overheadS });
           const s = summarize(r.latency);
@@ -75,9 +74,7 @@ export const metricsSuite: Suite = {
             values: { reqPerSec: Math.round(r.reqPerSec), requests: r.requests, errors: r.errors, p50Ms: s.medianMs, p95Ms: s.p95Ms, p99Ms: s.p99Ms },
             failed: describeFailures(r.failureKinds),
           });
-        } finally {
-          await d.stop();
-        }
+        });
       }
     }
     const { sorted: ratios, median: ratio } = roundRatios(overhead.on, overhead.off);

@@ -1,9 +1,9 @@
-import { cpuClock } from '../lib/proc';
-import { descendants } from '../lib/callgrind';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { cpuClock, tree } from '../lib/proc';
 import { closedLoop, describeFailures, laneLoop, openLoop } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
 import { percentile, round, roundRatios, summarize } from '../lib/stats';
-import type { Context, Profile, Row, Suite } from '../lib/suite';
+import { withRunning, type Context, type Profile, type Row, type Suite } from '../lib/suite';
 
 type Client = 'keep-alive' | 'new-connection';
 
@@ -96,9 +96,9 @@ export const peersSuite: Suite = {
           // tree's scheduler time per request at a fixed rate every peer sustains, then per second
           // with no traffic at all (timers, heartbeats). pm2's processes are not its children.
           if (server.pid !== undefined) {
-            const pids = [server.pid, ...descendants(server.pid)];
+            const pids = tree(server.pid);
             ctx.progress(`round ${round}/${rounds}: ${peer}, ${rate} req/s, ${durationS}s`);
-            let cpuMs = cpuClock(pids);
+            const cpuMs = cpuClock(pids);
             // Evenly paced (a request every 1/rate s, staggered over the connections): autocannon's
             // overallRate sent each second's share back to back and then idled (ADR 0020).
             const r = await laneLoop({ url: server.url('/ping'), connections, durationS, rate, keepAlive: true });
@@ -110,10 +110,8 @@ export const peersSuite: Suite = {
               failed: describeFailures(r.failureKinds),
             });
             ctx.progress(`round ${round}/${rounds}: ${peer}, idle, ${idleS}s`);
-            await new Promise((res) => setTimeout(res, 1000)); // let the last responses and GC settle
-            cpuMs = cpuClock(pids);
-            await new Promise((res) => setTimeout(res, idleS * 1000));
-            const ms = cpuMs() / idleS;
+            await sleep(1000); // let the last responses and GC settle
+            const ms = await idleCpu(pids, idleS * 1000);
             (idle[peer] ??= []).push(ms);
             rows.push({ config: { peer, client: 'idle', round }, values: { idleCpuMsPerS: Math.round(ms * 10) / 10, processes: pids.length } });
           }
@@ -168,8 +166,7 @@ async function blocksEverySecond(ctx: Context, rounds: number, workers: number, 
   for (let round = 1; round <= Math.max(2, Math.ceil(rounds / 3)); round++) {
     for (const { peer, args } of round % 2 ? sides : [...sides].reverse()) {
       ctx.progress(`blocks every second, round ${round}: ${peer}, ${durationMs / 1000}s`);
-      const server = await startPeer('drover least-busy', workers, { args });
-      try {
+      await withRunning(startPeer('drover least-busy', workers, { args }), async (server) => {
         const [blocks, ping] = await Promise.all([
           openLoop({ url: server.url(`/block?ms=${BLOCK_MS}`), rate: 1, keepAlive: false, durationMs }),
           openLoop({ url: server.url('/ping'), rate: 50, keepAlive: false, durationMs, slowMs: SLOW_MS }),
@@ -188,9 +185,7 @@ async function blocksEverySecond(ctx: Context, rounds: number, workers: number, 
           values: { p95Ms: s.p95Ms, maxMs: s.maxMs, pingsOver100Ms: ping.slow, pings: ping.completed, blocksSent: blocks.completed, blocksCounted: counted, errors },
           failed: errors ? `${errors} failed or never completed` : undefined,
         });
-      } finally {
-        await server.stop();
-      }
+      });
     }
   }
   for (const { peer } of sides) {
@@ -215,19 +210,21 @@ async function idleAfterQuiet(ctx: Context, workers: number, rows: Row[], derive
   for (let round = 1; round <= idleRounds; round++) {
     for (const { name, kind } of round % 2 ? peers : [...peers].reverse()) {
       ctx.progress(`idle after ${settleMs / 1000}s without traffic, round ${round}: ${name}`);
-      const server = await startPeer(kind, workers);
-      try {
-        await new Promise((r) => setTimeout(r, settleMs));
-        const pids = [server.pid!, ...descendants(server.pid!)];
-        const cpuMs = cpuClock(pids);
-        await new Promise((r) => setTimeout(r, measureMs));
-        const v = cpuMs() / (measureMs / 1000);
+      await withRunning(startPeer(kind, workers), async (server) => {
+        await sleep(settleMs);
+        const pids = tree(server.pid!);
+        const v = await idleCpu(pids, measureMs);
         (ms[name] ??= []).push(v);
         rows.push({ config: { peer: name, client: `idle after ${settleMs / 1000}s without traffic`, round }, values: { idleCpuMsPerS: Math.round(v * 10) / 10, processes: pids.length } });
-      } finally {
-        await server.stop();
-      }
+      });
     }
   }
   for (const [name, v] of Object.entries(ms)) derived[`idle CPU ms per s after ${settleMs / 1000}s without traffic, ${name}`] = round(percentile(v, 50), 1);
+}
+
+/** CPU time these processes use per second of `ms` with no traffic, ms/s. */
+async function idleCpu(pids: number[], ms: number): Promise<number> {
+  const cpuMs = cpuClock(pids);
+  await sleep(ms);
+  return cpuMs() / (ms / 1000);
 }
