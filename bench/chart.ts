@@ -2,15 +2,16 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { SuiteResult } from './lib/suite';
 
+const BIG: Record<string, string> = { s0: 'S0 clients', block: '400 ms block', s3: 'S3 ingest (small bodies)' };
+const HANDLER: Record<string, string> = { naive: 'naive', stream: 'streamJson', offload: 'offload' };
+
 /** One line per peer × client kind × big work × handler, from the workers suite's rows. */
 function series(r: SuiteResult): { workers: number; p95: number; series: string }[] {
   const out: { workers: number; p95: number; series: string }[] = [];
   for (const row of r.rows) {
     if (row.failed) continue;
     const c = row.config;
-    const big = c.big === 's3' ? 'S3 ingest (small bodies)' : c.big === 'block' ? '400 ms block' : 'S0 clients';
-    const handler = c.mode === 'naive' ? 'naive' : c.mode === 'stream' ? 'streamJson' : 'offload';
-    const name = `${c.peer}, ${c.client}, ${big} ${handler}`;
+    const name = `${c.peer}, ${c.client}, ${BIG[c.big as string]} ${HANDLER[c.mode as string]}`;
     out.push({ workers: c.workers as number, p95: row.values.smallP95 as number, series: name });
   }
   return out;

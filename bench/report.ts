@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { workersChart } from './chart';
 import { mdTable } from './lib/markdown';
-import type { Row, SuiteResult } from './lib/suite';
+import { findRow, type Row, type SuiteResult } from './lib/suite';
 
 /** What each suite shows, in the order the report lists them. Prose only: numbers come from results. */
 const GUIDE: Record<string, string> = {
@@ -96,26 +96,24 @@ const GUIDE: Record<string, string> = {
     '(kernel work and cache misses are not counted): this is the CPU work drover adds in user space.',
 };
 
+/** Column names, where a value's key is not one already. */
 const LABELS: Record<string, string> = {
-  p50Ms: 'p50 ms', p95Ms: 'p95 ms', p99Ms: 'p99 ms', maxMs: 'max ms', reqPerSec: 'req/s',
-  seriesTotal: 'series (total)', seriesPerWorker: 'series / worker', bytes: 'bytes', scrapes: 'scrapes',
-  requests: 'requests', errors: 'errors', workers: 'workers', requestMetrics: 'request metrics', round: 'round',
-  smallCount: 'small n', smallMin: 'min', smallMedian: 'median', smallMean: 'mean', smallP90: 'p90', smallP95: 'p95',
-  smallP99: 'p99', smallMax: 'max', closedLoopP95: 'closed-loop p95', baselineP95: 'no-load p95', baselineMax: 'no-load max',
-  largeCount: 'large n', largeMedian: 'large median', largeP95: 'large p95', largeMax: 'large max',
-  neverCompleted: 'never completed', peer: 'peer', front: 'front', small: 'small request', pingP95: '/ping p95',
-  droverCores: 'drover cores', dbCores: 'db cores', clientCores: 'client cores', droverCpuUsPerReq: 'drover CPU µs / req',
-  dbCpuUsPerReq: 'db CPU µs / req', clientCpuUsPerReq: 'client CPU µs / req', droverPreemptionsPerReq: 'drover preemptions / req',
-  droverWaitsPerReq: 'drover IO waits / req',
-  pingBaselineP95: '/ping no-load p95', slowPercent: '% over 100 ms', over100ms: 'over 100 ms', bigCount: 'big n', client: 'client', big: 'big work', target: 'probe target',
-  perSecond: 'answers per second', worstSecond: 'worst second', bestSecond: 'best second', failedProbes: 'failed probes', bigResponses: 'big responses', mode: 'mode', users: 'users', failures: 'failures',
-  server: 'server', workerInstrPerReq: 'worker instr / req', primaryInstrPerReq: 'primary instr / req',
+  p50Ms: 'p50 ms', p95Ms: 'p95 ms', p99Ms: 'p99 ms', maxMs: 'max ms', reqPerSec: 'req/s', seriesTotal: 'series (total)',
+  seriesPerWorker: 'series / worker', requestMetrics: 'request metrics', smallCount: 'small n', smallMin: 'min', smallMedian: 'median',
+  smallMean: 'mean', smallP90: 'p90', smallP95: 'p95', smallP99: 'p99', smallMax: 'max', closedLoopP95: 'closed-loop p95',
+  baselineP95: 'no-load p95', baselineMax: 'no-load max', largeCount: 'large n', largeMedian: 'large median', largeP95: 'large p95',
+  largeMax: 'large max', neverCompleted: 'never completed', small: 'small request', pingP95: '/ping p95', droverCores: 'drover cores',
+  dbCores: 'db cores', clientCores: 'client cores', droverCpuUsPerReq: 'drover CPU µs / req', dbCpuUsPerReq: 'db CPU µs / req',
+  clientCpuUsPerReq: 'client CPU µs / req', droverPreemptionsPerReq: 'drover preemptions / req', droverWaitsPerReq: 'drover IO waits / req',
+  pingBaselineP95: '/ping no-load p95', slowPercent: '% over 100 ms', over100ms: 'over 100 ms', bigCount: 'big n', big: 'big work',
+  target: 'probe target', perSecond: 'answers per second', worstSecond: 'worst second', bestSecond: 'best second', failedProbes: 'failed probes',
+  bigResponses: 'big responses', workerInstrPerReq: 'worker instr / req', primaryInstrPerReq: 'primary instr / req',
   totalInstrPerReq: 'all instr / req', workerInstrPerSecondIdle: 'worker instr / s (periodic)',
   primaryInstrPerSecondIdle: 'primary instr / s (periodic)', wallSeconds: 'wall s (under callgrind)',
   workerWindows: 'worker instr / req, each window', instrPerReq: 'instr / req', windows: 'instr / req, each window',
-  instrPerSecondIdle: 'instr / s (periodic)', path: 'request path',
-  pair: 'pair (b / a)', orientation: 'start order', aCpuUsPerRequest: 'a CPU µs / req', bCpuUsPerRequest: 'b CPU µs / req', ratio: 'b / a',
-  failurePercent: 'failure %', failureKinds: 'failure kinds', medianMs: 'median ms', meanMs: 'mean ms', backend: 'backend',
+  instrPerSecondIdle: 'instr / s (periodic)', path: 'request path', pair: 'pair (b / a)', orientation: 'start order',
+  aCpuUsPerRequest: 'a CPU µs / req', bCpuUsPerRequest: 'b CPU µs / req', ratio: 'b / a', failurePercent: 'failure %', failureKinds: 'failure kinds',
+  medianMs: 'median ms', meanMs: 'mean ms',
 };
 
 function cell(v: unknown): string {
@@ -182,7 +180,6 @@ function headlines(results: SuiteResult[]): Headline[] {
   const out: Headline[] = [];
   const workers = results.find((r) => r.suite === 'workers');
   if (workers) {
-    const find = (c: Record<string, unknown>) => workers.rows.find((r) => !r.failed && Object.entries(c).every(([k, v]) => r.config[k] === v));
     const shapes: [string, Record<string, unknown>, Record<string, unknown>][] = [
       ['new connections, 400 ms blocks looping', { big: 'block', client: 'new-connection', peer: 'drover least-busy' }, { big: 'block', client: 'new-connection', peer: 'node:cluster' }],
       ['new connections, S0 23 MB responses looping', { big: 's0', client: 'new-connection', peer: 'drover least-busy' }, { big: 's0', client: 'new-connection', peer: 'node:cluster' }],
@@ -193,8 +190,8 @@ function headlines(results: SuiteResult[]): Headline[] {
     const ws = [...new Set(workers.rows.map((r) => r.config.workers as number))].sort((a, b) => a - b);
     for (const [shape, d, c] of shapes) {
       for (const w of ws) {
-        const dr = find({ ...d, workers: w });
-        const cr = find({ ...c, workers: w });
+        const dr = findRow(workers.rows, { ...d, workers: w });
+        const cr = findRow(workers.rows, { ...c, workers: w });
         if (dr && cr) {
           out.push({
             shape, workers: w, drover: dr.values.smallP95 as number, cluster: cr.values.smallP95 as number,

@@ -86,13 +86,9 @@ async function runSuites(values: { full?: boolean; tiny?: boolean; suite?: strin
       },
     };
     process.stdout.write(`suite ${suite.name}: ${suite.title}\n`);
-    let result: SuiteResult;
-    try {
-      const r = await suite.run(ctx);
-      result = { suite: suite.name, title: suite.title, profile, machine: machineFacts(), ...r };
-    } catch (err) {
-      result = { suite: suite.name, title: suite.title, profile, machine: machineFacts(), settings: {}, rows: [{ config: {}, values: {}, failed: (err as Error).stack ?? String(err) }], derived: {} };
-    }
+    // A suite that throws is one failed row.
+    const r = await suite.run(ctx).catch((err: Error) => ({ settings: {}, rows: [{ config: {}, values: {}, failed: err.stack ?? String(err) }], derived: {} }));
+    const result: SuiteResult = { suite: suite.name, title: suite.title, profile, machine: machineFacts(), ...r };
     remaining -= suite.estimateS[profile];
     const failed = result.rows.filter((r) => r.failed);
     failures += failed.length;

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { bigClient } from '../lib/big-client';
 import { lanes } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
-import type { Context, Profile, Row, Suite } from '../lib/suite';
+import { findRow, type Context, type Profile, type Row, type Suite } from '../lib/suite';
 
 /**
  * S0's probe collapse: a liveness probe on a worker route went from ~650 req/s to 0 req/s for
@@ -64,7 +64,7 @@ export const probeSuite: Suite = {
         }
       }
     }
-    const worst = (peer: string, mode: string, target: string) => rows.find((r) => r.config.workers === 1 && r.config.peer === peer && r.config.mode === mode && r.config.target === target)?.values.worstSecond as number | undefined;
+    const worst = (peer: string, mode: string, target: string) => findRow(rows, { workers: 1, peer, mode, target })?.values.worstSecond as number | undefined;
     const derived: Record<string, number> = {};
     for (const [peer, mode, target] of [
       ['drover least-busy', 'naive', 'worker /ping'], ['node:cluster', 'naive', 'worker /ping'], ['drover least-busy', 'stream', 'worker /ping'],

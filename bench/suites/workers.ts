@@ -3,7 +3,7 @@ import { bigClient } from '../lib/big-client';
 import { openLoop, type OpenLoopResult } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
 import { round, summarize } from '../lib/stats';
-import type { Context, Profile, Row, Suite } from '../lib/suite';
+import { findRow, type Context, type Profile, type Row, type Suite } from '../lib/suite';
 
 type Client = 'new-connection' | 'keep-alive';
 type Peer = Extract<PeerKind, 'drover least-busy' | 'drover round-robin' | 'node:cluster'>;
@@ -100,11 +100,8 @@ export const workersSuite: Suite = {
         const [baseline, pingBaseline] = await smallLoops(baseS * 1000);
         // The big client runs in a process of its own: its 25 MB bodies and 23 MB responses cost
         // CPU that must not delay this process's open-loop schedule.
-        const big = pt.big === 's0'
-          ? bigClient(server.url(`/clients?count=${clients}&mode=${pt.mode}`))
-          : pt.big === 'block'
-            ? bigClient(server.url(`/block?ms=${BLOCK_MS}`))
-            : bigClient(server.url(`/ingest?mode=${pt.mode}`), ingestBytes);
+        const bigPath = { s0: `/clients?count=${clients}&mode=${pt.mode}`, block: `/block?ms=${BLOCK_MS}`, s3: `/ingest?mode=${pt.mode}` }[pt.big];
+        const big = bigClient(server.url(bigPath), pt.big === 's3' ? ingestBytes : 0);
         await big.ready;
         const [loaded, ping] = await smallLoops(loadS * 1000);
         const bigDone = await big.stop();
@@ -146,28 +143,24 @@ export const workersSuite: Suite = {
   },
 };
 
-/** Small p95 of one row of the matrix, if it ran. */
-function workersP95(rows: Row[], q: Point): number | undefined {
-  const r = rows.find((x) => !x.failed && (Object.keys(q) as (keyof Point)[]).every((k) => x.config[k] === q[k]));
-  return r?.values.smallP95 as number | undefined;
-}
-
 /** Headline ratios, each drover against node:cluster in the same run (> 1: drover's p95 is lower). */
 function derive(rows: Row[]): Record<string, number> {
   const out: Record<string, number> = {};
   const ws = [...new Set(rows.map((r) => r.config.workers as number))].sort((a, b) => a - b);
   for (const w of ws) {
+    // Small p95 of one row of the matrix, if it ran.
+    const p95 = (q: Omit<Point, 'workers'>) => findRow(rows, { workers: w, ...q })?.values.smallP95 as number | undefined;
     for (const big of ['s0', 'block'] as const) {
-      const nc = workersP95(rows, { workers: w, peer: 'node:cluster', big, mode: 'naive', client: 'new-connection' });
-      const lb = workersP95(rows, { workers: w, peer: 'drover least-busy', big, mode: 'naive', client: 'new-connection' });
-      const rr = workersP95(rows, { workers: w, peer: 'drover round-robin', big, mode: 'naive', client: 'new-connection' });
+      const nc = p95({ peer: 'node:cluster', big, mode: 'naive', client: 'new-connection' });
+      const lb = p95({ peer: 'drover least-busy', big, mode: 'naive', client: 'new-connection' });
+      const rr = p95({ peer: 'drover round-robin', big, mode: 'naive', client: 'new-connection' });
       if (nc && lb) out[`${big} new connections, ${w}w: p95 node:cluster / drover`] = round(nc / lb, 2);
       if (nc && rr) out[`${big} new connections, ${w}w: p95 drover round-robin / node:cluster`] = round(rr / nc, 2);
     }
-    const ncKa = workersP95(rows, { workers: w, peer: 'node:cluster', big: 's0', mode: 'naive', client: 'keep-alive' });
-    const stream = workersP95(rows, { workers: w, peer: 'drover least-busy', big: 's0', mode: 'stream', client: 'keep-alive' });
+    const ncKa = p95({ peer: 'node:cluster', big: 's0', mode: 'naive', client: 'keep-alive' });
+    const stream = p95({ peer: 'drover least-busy', big: 's0', mode: 'stream', client: 'keep-alive' });
     if (ncKa && stream) out[`s0 keep-alive, ${w}w: p95 node:cluster naive / drover stream`] = round(ncKa / stream, 2);
-    const s3 = (peer: Peer, mode: Mode) => rows.find((r) => !r.failed && r.config.workers === w && r.config.big === 's3' && r.config.peer === peer && r.config.mode === mode);
+    const s3 = (peer: Peer, mode: Mode) => findRow(rows, { workers: w, big: 's3', peer, mode });
     const off = s3('drover least-busy', 'offload');
     const naive = s3('drover least-busy', 'naive');
     const ncS3 = s3('node:cluster', 'naive');
