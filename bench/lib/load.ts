@@ -17,6 +17,7 @@ import autocannon from 'autocannon';
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type * as hdr from 'hdr-histogram-js';
 import { newHistogram, us } from './stats';
 
@@ -196,7 +197,7 @@ export function lanes(o: LanesOptions): Lanes {
     for (let n = 0; more(); n++) {
       if (period) {
         const wait = due - performance.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        if (wait > 0) await sleep(wait);
       }
       const paused = o.paused?.();
       if (paused) {
@@ -265,54 +266,39 @@ export interface OpenLoopResult {
   statuses: Record<string, number>;
 }
 
-export function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
+export async function openLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
   const r: OpenLoopResult = {
     latency: newHistogram(), serviceTime: newHistogram(), planned: Math.floor((o.rate * o.durationMs) / 1000),
     completed: 0, errors: 0, neverCompleted: 0, slow: 0, statuses: {},
   };
-  const ownAgent = o.agent ? undefined : o.keepAlive ? new http.Agent({ keepAlive: true, maxSockets: o.connections ?? 10 }) : undefined;
+  const ownAgent = o.agent || !o.keepAlive ? undefined : new http.Agent({ keepAlive: true, maxSockets: o.connections ?? 10 });
   const agent = o.agent ?? ownAgent ?? false;
   const req: Req = o.body
     ? { url: o.url, method: 'POST', body: o.body, headers: { 'content-type': 'application/json', 'content-length': o.body.length } }
     : { url: o.url };
   const timeoutMs = o.timeoutMs ?? 10_000;
-  const period = 1000 / o.rate;
-  let issued = 0;
-  let outstanding = 0;
-  return new Promise((resolve) => {
-    const t0 = performance.now() + 5;
-    const fire = (due: number) => {
-      outstanding++;
-      const sentAt = performance.now();
-      void send(req, { agent, timeoutMs: Math.max(1, due + timeoutMs - sentAt) }).then((a) => {
-        outstanding--;
-        if (a.timedOut) r.neverCompleted++;
-        else if (a.status === 200) {
-          r.completed++;
-          r.latency.recordValue(us(a.endedAt - due));
-          if (o.slowMs !== undefined && a.endedAt - due > o.slowMs) r.slow++;
-          r.serviceTime.recordValue(us(a.endedAt - sentAt));
-        } else if (a.status === undefined) r.errors++;
-        if (a.status !== undefined) r.statuses[a.status] = (r.statuses[a.status] ?? 0) + 1;
-        maybeEnd();
-      });
-    };
-    const tick = setInterval(() => {
-      const now = performance.now();
-      while (issued < r.planned && t0 + issued * period <= now) fire(t0 + issued++ * period);
-      if (issued >= r.planned) {
-        clearInterval(tick);
-        maybeEnd();
-      }
-    }, 1);
-    let ended = false;
-    function maybeEnd() {
-      if (ended || issued < r.planned || outstanding > 0) return;
-      ended = true;
-      ownAgent?.destroy();
-      resolve(r);
-    }
-  });
+  const record = (a: Answer, due: number, sentAt: number) => {
+    if (a.timedOut) r.neverCompleted++;
+    else if (a.status === 200) {
+      r.completed++;
+      r.latency.recordValue(us(a.endedAt - due));
+      if (o.slowMs !== undefined && a.endedAt - due > o.slowMs) r.slow++;
+      r.serviceTime.recordValue(us(a.endedAt - sentAt));
+    } else if (a.status === undefined) r.errors++;
+    if (a.status !== undefined) r.statuses[a.status] = (r.statuses[a.status] ?? 0) + 1;
+  };
+  // Each request goes out when due, answered or not: a late one goes at once, with its due time kept.
+  const t0 = performance.now() + 5;
+  const answers: Promise<void>[] = [];
+  for (let i = 0; i < r.planned; i++) {
+    const due = t0 + (i * 1000) / o.rate;
+    if (due > performance.now()) await sleep(due - performance.now());
+    const sentAt = performance.now();
+    answers.push(send(req, { agent, timeoutMs: Math.max(1, due + timeoutMs - sentAt) }).then((a) => record(a, due, sentAt)));
+  }
+  await Promise.all(answers);
+  ownAgent?.destroy();
+  return r;
 }
 
 // ---- closed loops: autocannon for saturation, node:http lanes for the rest ----------------------
@@ -335,13 +321,13 @@ export interface ClosedLoopResult {
  * `overallRate` lets each connection send its share of a second back to back and then wait, so
  * "1,000 req/s" was ~100 ms of saturation and ~900 ms of idle each second (ADR 0020).
  */
-export async function closedLoop(o: { url: string; connections: number; durationS: number; method?: string; body?: string; amount?: number; timeoutS?: number }): Promise<ClosedLoopResult> {
+export async function closedLoop(o: { url: string; connections: number; durationS: number; amount?: number; timeoutS?: number }): Promise<ClosedLoopResult> {
   const latency = newHistogram();
   const failureKinds: Record<string, number> = {};
   const count = (kind: string) => addFailures(failureKinds, { [kind]: 1 });
   // Without a callback autocannon returns an emitter that is also a promise of the result.
   const instance = autocannon({
-    url: o.url, connections: o.connections, duration: o.durationS, amount: o.amount, timeout: o.timeoutS, method: (o.method ?? 'GET') as 'GET', body: o.body,
+    url: o.url, connections: o.connections, duration: o.durationS, amount: o.amount, timeout: o.timeoutS,
   }) as unknown as Promise<autocannon.Result> & import('node:events').EventEmitter;
   instance.on('response', (_client: unknown, status: number, _bytes: number, responseTime: number) => {
     latency.recordValue(us(responseTime));
