@@ -70,6 +70,12 @@ export interface ListeningMsg {
 export interface AdoptedMsg {
   type: 'drover:adopted';
   id: number;
+  /**
+   * Requests in flight in the worker as it acknowledges (before it reads the new connection):
+   * least-busy's load figure, fresher than the last heartbeat's whenever connections arrive
+   * faster than beats. Optional: a worker forked from older files during a reload sends none.
+   */
+  inFlight?: number;
 }
 export interface AppErrorMsg {
   type: 'drover:app-error';

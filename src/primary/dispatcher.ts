@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { getSystemErrorName } from 'node:util';
 import type { Logger } from '../log';
 import type { DispatchMode } from '../options';
+import type { AdoptedMsg } from '../protocol';
 import { takeOverAccept, type TcpHandle } from '../tcp-handle';
 import { BeatPace, type PaceOptions } from './beat-pace';
 import { choose } from './dispatch-policy';
@@ -139,7 +140,6 @@ export class Dispatcher {
     this.stats.dispatched++;
     this.stats.dispatchedBySlot[h.slot] = (this.stats.dispatchedBySlot[h.slot] ?? 0) + 1;
     h.dispatched++;
-    h.dispatchedSinceBeat++;
     h.unacked.add(id);
     this.inflight.set(id, { conn, handle: h });
     this.pace.onDispatch(now);
@@ -160,7 +160,9 @@ export class Dispatcher {
   }
 
   /** The worker owns the connection now: close the primary's copy of the descriptor (no FIN is sent). */
-  onAdopted(h: WorkerHandle, id: number): void {
+  onAdopted(h: WorkerHandle, msg: AdoptedMsg): void {
+    const id = msg.id;
+    h.onAdopted(msg);
     const entry = this.inflight.get(id);
     if (entry) {
       this.inflight.delete(id);

@@ -319,7 +319,7 @@ export class Supervisor extends EventEmitter {
 
   private onMessage(h: WorkerHandle, msg: WorkerToPrimary): void {
     // Replies go to whoever asked; everything else is the handle's to record and the machine's to judge.
-    if (msg.type === 'drover:adopted') return this.dispatcher.onAdopted(h, msg.id);
+    if (msg.type === 'drover:adopted') return this.dispatcher.onAdopted(h, msg);
     if (msg.type === 'drover:metrics') return void this.emit('worker-metrics', h, msg.id, msg.metrics);
     const e = h.note(msg, performance.now());
     if (e) this.feed(h, e);

@@ -58,6 +58,11 @@ export class Connections {
     this.countUpgrades();
   }
 
+  /** Requests in flight now (counters() without building the object: read on every adoption). */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
   counters(): RequestCounters {
     return {
       inFlight: this.pending.size,

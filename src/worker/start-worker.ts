@@ -97,7 +97,8 @@ class DroverWorker {
         // Ack first: the primary keeps its copy of the connection until this arrives, and
         // re-dispatches it if we die before acking. Acking before reading means no request bytes
         // are lost that way.
-        this.send({ type: 'drover:adopted', id: msg.id });
+        // With it, how busy this worker is right now: dispatch's load figure (worker-handle.ts).
+        this.send({ type: 'drover:adopted', id: msg.id, inFlight: this.conns?.inFlight ?? 0 });
         if (conn && this.conns) this.conns.adopt(socketFromHandle(conn));
         else conn?.close();
         break;

@@ -47,3 +47,37 @@ describe('worker handle: messages in, lifecycle events out', () => {
     assert.equal(h.load(), 2);
   });
 });
+
+describe('worker handle: the load least-busy dispatch reads', () => {
+  const beat = (inFlight: number) => ({ type: 'drover:heartbeat', seq: 1, nextMs: 20, inFlight }) as Parameters<WorkerHandle['onBeat']>[0];
+
+  it('is the in-flight figure last reported plus the handoffs not acknowledged yet', () => {
+    const h = handle();
+    h.onBeat(beat(2), 200);
+    assert.equal(h.load(), 2);
+    h.unacked.add(1);
+    h.unacked.add(2);
+    assert.equal(h.load(), 4, 'two connections sent since');
+  });
+
+  it('an ack reports the worker’s in-flight requests and counts the connection it adopts', () => {
+    const h = handle();
+    h.onBeat(beat(5), 200);
+    h.unacked.add(1);
+    h.unacked.add(2);
+    // The worker finished its five requests since its beat: the ack of connection 1 says so.
+    h.onAdopted({ type: 'drover:adopted', id: 1, inFlight: 0 });
+    h.unacked.delete(1);
+    assert.equal(h.load(), 2, 'connection 1 (adopted, its request coming) and connection 2 (not acknowledged)');
+    // The next beat is the newer report.
+    h.onBeat(beat(1), 220);
+    assert.equal(h.load(), 2, 'one request in flight and connection 2, still unacknowledged');
+  });
+
+  it('an ack without a figure (a worker from older files, mid-reload) leaves the last report', () => {
+    const h = handle();
+    h.onBeat(beat(3), 200);
+    h.onAdopted({ type: 'drover:adopted', id: 1 });
+    assert.equal(h.load(), 3);
+  });
+});
