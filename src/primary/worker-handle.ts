@@ -79,7 +79,7 @@ export class WorkerHandle {
    * new connections the figure is at most one handoff old. (It was the last heartbeat's figure
    * plus every connection sent since that beat: at 20 ms beats and ~1,500 short requests a second
    * per worker, the worker that beat last looked idle and took every connection while the other
-   * sat idle until its own beat; new-connection saturation was 0.73x node:cluster's, and 0.88x
+   * sat idle until its own beat; new-connection saturation was 0.72x node:cluster's, and 0.86-0.93x
    * with this figure; issue 19.)
    */
   load(): number {
