@@ -20,6 +20,9 @@ import { renderReport, type ReliabilityRun } from './report';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 
+/** The soak's loaded phase per profile, unless --soak-seconds says otherwise. */
+const SOAK_SECONDS: Record<Profile, number> = { quick: 30, standard: 120 };
+
 export const RELIABILITY_USAGE = `usage: npm run reliability -- [--quick] [--soak-seconds N] [--case ID ...] [--out FILE] [--no-report]\ncases: ${CASES.map((s) => s.id).join(', ')}\n`;
 
 export async function runReliability(values: { quick?: boolean; 'soak-seconds'?: string; case?: string[]; out?: string; 'no-report'?: boolean }, args: string[]): Promise<number> {
@@ -29,7 +32,7 @@ export async function runReliability(values: { quick?: boolean; 'soak-seconds'?:
     process.stderr.write(`reliability: --soak-seconds must be a whole number of at least 10, got '${soakArg}'\n`);
     return 2;
   }
-  const soakSeconds = soakArg !== undefined ? Number(soakArg) : profile === 'quick' ? 30 : 120;
+  const soakSeconds = soakArg !== undefined ? Number(soakArg) : SOAK_SECONDS[profile];
   const unknown = (values.case ?? []).filter((id) => !CASES.some((s) => s.id === id));
   if (unknown.length) {
     process.stderr.write(`reliability: unknown case ${unknown.join(', ')}; cases: ${CASES.map((s) => s.id).join(', ')}\n`);

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { callgrindMissing, startCallgrind, type Callgrind } from '../lib/callgrind';
 import { addFailures, closedLoop, describeFailures, laneLoop, type ClosedLoopResult } from '../lib/load';
 import { descendants } from '../lib/proc';
@@ -128,7 +129,7 @@ export const costSuite: Suite = {
             // One short request wave first, so the snapshot holds request series, as in service.
             await closedLoop({ url: server.url('/ping'), connections: workers, durationS: 3600, amount: 100, timeoutS: SLOW_TIMEOUT_S });
             ctx.progress(`${config.name}: ${idleS * 3}s idle`);
-            const idle = await countDuring(cg, all, () => new Promise((r) => setTimeout(r, idleS * 3000)));
+            const idle = await countDuring(cg, all, () => sleep(idleS * 3000));
             const rate = (pid: number) => Math.round(idle.counts.get(pid)! / idle.seconds);
             rows.push({
               config: { measure: 'cluster', server: config.name, client: 'none (idle)', workers },
@@ -240,7 +241,7 @@ const ratio = (a: number, b: number) => round(a / b, 3);
  * a primary at 7.6M/s idle right after its warm-up and 0.4M/s in the next idle window.
  */
 async function idleRates(cg: Callgrind, pids: number[], seconds: number): Promise<Map<number, number>> {
-  const wait = () => new Promise((r) => setTimeout(r, (seconds * 1000) / 2));
+  const wait = () => sleep((seconds * 1000) / 2);
   const a = await countDuring(cg, pids, wait);
   const b = await countDuring(cg, pids, wait);
   return new Map(pids.map((pid) => [pid, Math.min(a.counts.get(pid)! / a.seconds, b.counts.get(pid)! / b.seconds)]));
