@@ -3,7 +3,7 @@
  *
  *   clients ──TCP──▶ primary (dispatcher: the listening handle's accepts, never read)
  *                      │  drover:socket  + TCP handle     ─────────▶ worker
- *                      │  ◀─────────────────────────── drover:adopted {id}
+ *                      │  ◀──────────────── drover:adopted {id, inFlight}
  *                      │  drover:drain {timeouts}       ─────────▶ worker
  *                      │  ◀──── drover:hello / drover:listening / drover:heartbeat
  *                      │  ◀──── drover:app-error (then exit APP_LOAD_ERROR)
