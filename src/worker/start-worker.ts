@@ -217,7 +217,7 @@ class DroverWorker {
     // First thing, before the app loads: the app's own top-level code can block too.
     const watch = startLoopWatch(cfg, {
       bindings: this.bindings,
-      inFlight: () => this.conns?.counters().inFlight ?? 0,
+      inFlight: () => this.conns?.inFlight ?? 0,
       routeOf: (req) => metrics.red.routeOf(req),
       warn: (fields, msg) => this.log.warn(fields, msg),
       report: (routes) => this.send({ type: 'drover:blocks', routes }),
@@ -251,7 +251,7 @@ class DroverWorker {
       return this.appFailed(err);
     }
     this.conns = conns;
-    metrics.inFlightNow = () => conns.counters().inFlight;
+    metrics.inFlightNow = () => conns.inFlight;
     if (cfg.requestMetrics) conns.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);
 
     await listen(server, this.channel);
