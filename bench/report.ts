@@ -72,8 +72,9 @@ const GUIDE: Record<string, string> = {
     'drover\'s CPU per request measured side by side, the finer instrument the peers suite lacks: two servers run at ' +
     'once, each with 2 workers and its own evenly paced keep-alive `/ping` load at the same rate, and each window reads ' +
     'the CPU time (scheduler time from /proc) of both process trees. Whatever the shared VM does to a window, it does to ' +
-    'both. Each pair runs in both start orders with fresh processes (the server started second reads a few % cheaper) and ' +
-    'its figure is the geometric mean of the two orders\' medians of per-window ratios, b / a. The first pair is drover ' +
+    'both. Each repetition runs a pair in both start orders with fresh processes (the server started second reads a few % ' +
+    'cheaper) and takes the geometric mean of the two orders\' medians of per-window ratios, b / a; the figure is the ' +
+    'median of the repetitions (fresh processes differ by more than windows do). The first pair is drover ' +
     'against itself: what the method cannot separate. Then drover\'s defaults against bare node:cluster (issue 19\'s ' +
     'goal: at most 1.10), against itself with block detection off (issue 17\'s: within 1 %), and against itself with ' +
     'every optional worker feature off (request metrics, shedding, block detection, snapshots every 60 s), which in ' +
@@ -111,7 +112,7 @@ const LABELS: Record<string, string> = {
   totalInstrPerReq: 'all instr / req', workerInstrPerSecondIdle: 'worker instr / s (periodic)',
   primaryInstrPerSecondIdle: 'primary instr / s (periodic)', wallSeconds: 'wall s (under callgrind)',
   workerWindows: 'worker instr / req, each window', instrPerReq: 'instr / req', windows: 'instr / req, each window',
-  instrPerSecondIdle: 'instr / s (periodic)', path: 'request path', pair: 'pair (b / a)', orientation: 'start order',
+  instrPerSecondIdle: 'instr / s (periodic)', path: 'request path', pair: 'pair (b / a)', rep: 'repetition', orientation: 'start order',
   aCpuUsPerRequest: 'a CPU µs / req', bCpuUsPerRequest: 'b CPU µs / req', ratio: 'b / a', failurePercent: 'failure %', failureKinds: 'failure kinds',
   medianMs: 'median ms', meanMs: 'mean ms',
 };

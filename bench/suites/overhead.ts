@@ -29,11 +29,15 @@ const PAIRS: { a: Side; b: Side }[] = [
   { a: NODE_CLUSTER, b: { name: 'drover, optional features off', kind: 'drover least-busy', args: BARE_DROVER } },
 ];
 
-/** Per profile: the paced rate per server, seconds of warm-up and per window, windows per orientation. */
-const PROFILES: Record<Profile, { rate: number; warmS: number; windowS: number; windows: number }> = {
-  tiny: { rate: 200, warmS: 0.5, windowS: 1, windows: 1 },
-  quick: { rate: 1000, warmS: 5, windowS: 5, windows: 10 },
-  full: { rate: 1000, warmS: 5, windowS: 5, windows: 20 },
+/**
+ * Per profile: the paced rate per server, seconds of warm-up and per window, windows per
+ * orientation, repetitions with fresh processes. Repetitions buy more than windows: fresh pairs
+ * of processes differ by ~1-2 % where windows of one pair differ by less (ADR 0018, session 13).
+ */
+const PROFILES: Record<Profile, { rate: number; warmS: number; windowS: number; windows: number; reps: number }> = {
+  tiny: { rate: 200, warmS: 0.5, windowS: 1, windows: 1, reps: 1 },
+  quick: { rate: 1000, warmS: 5, windowS: 5, windows: 3, reps: 3 },
+  full: { rate: 1000, warmS: 5, windowS: 5, windows: 6, reps: 5 },
 };
 
 /**
@@ -45,7 +49,7 @@ const PROFILES: Record<Profile, { rate: number; warmS: number; windowS: number; 
 export const overheadSuite: Suite = {
   name: 'overhead',
   title: "Overhead: drover's CPU per request against bare node:cluster and against itself, side by side",
-  estimateS: { tiny: 30, quick: 570, full: 1100 },
+  estimateS: { tiny: 30, quick: 760, full: 2000 },
   async run(ctx: Context) {
     const p = PROFILES[ctx.profile];
     const workers = 2;
@@ -59,13 +63,15 @@ export const overheadSuite: Suite = {
         return startPeer(side.kind, workers, { args: side.args });
       }, { ...p, connections, progress: (line) => ctx.progress(`${pair}: ${line}`) });
       for (const w of r.windows) {
-        rows.push({ config: { pair, orientation: w.orientation }, values: { aCpuUsPerRequest: w.aUs, bCpuUsPerRequest: w.bUs, ratio: w.ratio } });
+        rows.push({ config: { pair, rep: w.rep, orientation: w.orientation }, values: { aCpuUsPerRequest: w.aUs, bCpuUsPerRequest: w.bUs, ratio: w.ratio } });
       }
-      derived[`CPU per request, ${pair}: median per orientation (a started first, b started first)`] = `${r.medians[0]}, ${r.medians[1]}`;
+      derived[`CPU per request, ${pair}: each repetition (median a first, median b first → their geometric mean)`] = r.reps
+        .map((x) => `${x.aFirst}, ${x.bFirst} → ${x.ratio}`)
+        .join('; ');
       derived[`CPU per request, ${pair}`] = r.ratio;
     }
     return {
-      settings: { workers, connections, route: '/ping', ratePerServer: p.rate, load: 'keep-alive, evenly paced, both servers at once', warmupSeconds: p.warmS, windowSeconds: p.windowS, windowsPerOrientation: p.windows },
+      settings: { workers, connections, route: '/ping', ratePerServer: p.rate, load: 'keep-alive, evenly paced, both servers at once', warmupSeconds: p.warmS, windowSeconds: p.windowS, windowsPerOrientation: p.windows, repetitions: p.reps },
       rows,
       derived,
     };
