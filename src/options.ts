@@ -54,8 +54,14 @@ export interface DroverOptions {
   killGraceMs: number;
   /** Longest a worker may take to finish in-flight requests when drained. @defaultValue 30 s */
   drainTimeoutMs: number;
-  /** During drain, idle keep-alive sockets are closed only after this grace (clients racing a request get `Connection: close` instead of a reset). @defaultValue 2 s */
-  drainIdleGraceMs: number;
+  /**
+   * During drain, keep-alive sockets are closed only after idling this long; until then a client
+   * reusing one gets its answer with `Connection: close`. `undefined` = the keep-alive timeout, which
+   * the workers advertise (`Keep-Alive: timeout=5`), so clients that honour it leave first; shorter
+   * drains faster but races clients that send as the socket closes (ADR 0021).
+   * @defaultValue the keep-alive timeout (5 s)
+   */
+  drainIdleGraceMs: number | undefined;
   /** After SIGTERM, keep serving this long with /readyz at 503 before draining (Kubernetes endpoint removal). @defaultValue 0 */
   shutdownDelayMs: number;
   /** First respawn delay after a crash (the very first respawn of a slot is immediate); doubles per consecutive crash. @defaultValue 250 ms */
@@ -126,7 +132,7 @@ export const defaults: Omit<DroverOptions, 'workers' | 'workersSource' | 'worker
   bootTimeoutMs: 30_000,
   killGraceMs: 2_000,
   drainTimeoutMs: 30_000,
-  drainIdleGraceMs: 2_000,
+  drainIdleGraceMs: undefined,
   shutdownDelayMs: 0,
   restartDelayMs: 250,
   restartDelayMaxMs: 15_000,
@@ -182,7 +188,7 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'bootTimeoutMs', flag: 'boot-timeout', kind: 'duration', min: 100, help: 'max time for a worker to listen (default 30s)' },
   { key: 'killGraceMs', flag: 'kill-grace', kind: 'duration', min: 0, help: 'SIGTERM to SIGKILL grace (default 2s)' },
   { key: 'drainTimeoutMs', flag: 'drain-timeout', kind: 'duration', min: 0, help: 'max drain time per worker (default 30s)' },
-  { key: 'drainIdleGraceMs', flag: 'drain-idle-grace', kind: 'duration', min: 0, help: 'keep idle keep-alive sockets this long in drain (default 2s)' },
+  { key: 'drainIdleGraceMs', flag: 'drain-idle-grace', kind: 'duration', min: 0, help: 'in drain, close keep-alive sockets only after they idled this long (default: the keep-alive timeout)' },
   { key: 'shutdownDelayMs', flag: 'shutdown-delay', kind: 'duration', min: 0, help: 'serve this long after SIGTERM with /readyz 503 (default 0)' },
   { key: 'restartDelayMs', flag: 'restart-delay', kind: 'duration', min: 0, help: 'first backoff delay after a crash (default 250ms)' },
   { key: 'restartDelayMaxMs', flag: 'restart-delay-max', kind: 'duration', min: 0, help: 'backoff cap (default 15s)' },

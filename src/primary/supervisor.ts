@@ -248,7 +248,7 @@ export class Supervisor extends EventEmitter {
       case 'drain':
         this.drains[a.reason]++;
         this.log.info({ ...who, reason: a.reason }, 'worker draining');
-        return void h.worker.send({ type: 'drover:drain', timeoutMs: this.opts.drainTimeoutMs, idleGraceMs: this.opts.drainIdleGraceMs });
+        return void h.worker.send({ type: 'drover:drain', timeoutMs: this.opts.drainTimeoutMs, idleGraceMs: this.opts.drainIdleGraceMs ?? this.opts.keepAliveTimeoutMs });
       case 'deadline':
         clearTimeout(h.deadline);
         h.deadline = setTimeout(() => this.feed(h, { kind: 'deadline' }), a.ms);

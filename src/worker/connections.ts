@@ -17,7 +17,9 @@ export type WorkerState = 'booting' | 'listening' | 'draining' | 'stopped';
  *   1. the primary has already stopped handing us sockets;
  *   2. every response from now on carries `Connection: close`, so busy keep-alive clients leave
  *      after their next answer;
- *   3. sockets that stay idle are closed only after a grace (or at the deadline);
+ *   3. sockets that stay idle are closed only after a grace, by default the keep-alive timeout the
+ *      server advertised (`Keep-Alive: timeout=5`): a client that honours it (undici leaves 1 s
+ *      early) has dropped the socket by then, so it cannot send a request into our FIN;
  *   4. the app's shutdown hook runs (`between`): an upgraded connection is no HTTP socket, so
  *      `Connection: close` cannot reach it, and the app closes it in its own protocol (a
  *      WebSocket close frame);
@@ -31,6 +33,13 @@ export class Connections {
   private readonly pending = new Set<http.ServerResponse>();
   private requests = 0;
   private adopted = 0;
+  /**
+   * During drain, the responses whose headers had gone out before it began: they end as keep-alive
+   * (too late for `Connection: close`), so their clients may reuse the socket for a full keep-alive
+   * timeout after the response. `lastKeptAliveAt` is when the last of them ended.
+   */
+  private keptAlive: Set<http.ServerResponse> | undefined;
+  private lastKeptAliveAt = 0;
   /** Set while a drain step waits: re-checks its condition when a socket or response closes. */
   private waiter: (() => void) | undefined;
   /** The 'close' listener of every tracked response (`this` is the response). */
@@ -42,6 +51,7 @@ export class Connections {
     this.onClose = function onResponseClose(this: http.ServerResponse): void {
       conns.pending.delete(this);
       conns.requests++;
+      if (conns.keptAlive?.delete(this)) conns.lastKeptAliveAt = performance.now();
       conns.onDone?.(this.req, this, (this as Tracked)[kStartedAt]!);
       // A socket that just went idle during drain will not be reused by a client that saw
       // `Connection: close`; node closes it itself. Nothing to do here but check completion.
@@ -106,12 +116,23 @@ export class Connections {
   async drain(timeoutMs: number, idleGraceMs: number, between: () => Promise<void> = async () => {}): Promise<number> {
     this.state = 'draining';
     const deadline = performance.now() + timeoutMs;
+    this.keptAlive = new Set();
     for (const res of this.pending) {
-      if (!res.headersSent) res.setHeader('Connection', 'close');
+      if (res.headersSent) this.keptAlive.add(res);
+      else res.setHeader('Connection', 'close');
     }
-    // Closes the sockets idle right now. Upgraded sockets are not among them: node drops a
-    // socket from the server's connection list when it hands it to an 'upgrade' listener.
-    const grace = setTimeout(() => this.server.closeIdleConnections(), Math.min(idleGraceMs, timeoutMs));
+    // Closes the sockets idle then, once every socket had the grace to idle: the ones idle since
+    // before the drain had it when the timer fires; one whose keep-alive response ended during the
+    // drain needs the grace from that end, so the timer waits for it. (Sockets told
+    // `Connection: close` close themselves; the deadline bounds it all.) Upgraded sockets are not
+    // among the idle: node drops a socket from the server's list when an 'upgrade' listener takes it.
+    const closeIdle = (): void => {
+      // While such a response still runs, look again later (not sooner than 50 ms apart).
+      const wait = this.keptAlive!.size > 0 ? Math.max(idleGraceMs, 50) : this.lastKeptAliveAt + idleGraceMs - performance.now();
+      if (wait > 0) grace = setTimeout(closeIdle, wait);
+      else this.server.closeIdleConnections();
+    };
+    let grace = setTimeout(closeIdle, Math.min(idleGraceMs, timeoutMs));
     let forced = await this.waitOrDestroy(() => this.pending.size === 0 && this.sockets.size === this.upgraded.size, deadline, (s) => !this.upgraded.has(s));
     clearTimeout(grace);
     await between();

@@ -215,29 +215,74 @@ describe('supervisor lifecycle', () => {
     assert.equal(alive(d.pid), false);
   });
 
+  /** GETs `url` on `agent`; resolves when the body ended, with the time it ended and the socket used. */
+  const getOn = (agent: http.Agent, url: string, onHeaders?: () => void) =>
+    new Promise<{ status: number; headers: http.IncomingHttpHeaders; socket: unknown; endedAt: number }>((resolve, reject) => {
+      const req = http.get(url, { agent }, (res) => {
+        onHeaders?.();
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, socket: req.socket, endedAt: performance.now() }));
+      });
+      req.on('error', reject);
+    });
+  const until = (at: number) => new Promise((r) => setTimeout(r, Math.max(0, at - performance.now())));
+
   it('during drain, a request on an open keep-alive connection is answered with Connection: close', async () => {
-    const d = await startDrover({ args: ['--workers', '1', '--drain-idle-grace', '5s'] });
+    const d = await startDrover({ args: ['--workers', '1'] });
     started.push(d);
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const get = () =>
-      new Promise<{ status: number; connection: string | undefined; socket: unknown }>((resolve, reject) => {
-        const req = http.get(d.url('/ping'), { agent }, (res) => {
-          res.resume();
-          res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, socket: req.socket }));
-        });
-        req.on('error', reject);
-      });
-    const first = await get();
-    assert.equal(first.connection, 'keep-alive');
+    const first = await getOn(agent, d.url('/ping'));
+    assert.equal(first.headers.connection, 'keep-alive');
     const mark = d.lines.length;
     d.child.kill('SIGTERM');
     await d.waitFor((l) => l.msg === 'draining' && l.role === 'worker', 5000, mark);
-    const second = await get();
+    const second = await getOn(agent, d.url('/ping'));
     assert.equal(second.status, 200);
     assert.equal(second.socket, first.socket, 'the same keep-alive connection was reused');
-    assert.equal(second.connection, 'close', 'the client is told to leave');
+    assert.equal(second.headers.connection, 'close', 'the client is told to leave');
     const exit = await d.exited;
     assert.equal(exit.code, 0);
+    agent.destroy();
+  });
+
+  // The keep-alive race (ADR 0021): a client may reuse an idle socket until 1 s before the timeout
+  // the server advertised (undici's rule). Closing it earlier in a drain can meet a request on the
+  // wire, which fails with a reset; so drain keeps it open that long and answers with Connection: close.
+  it('during drain, an idle keep-alive socket stays open for the keep-alive timeout it was promised', async () => {
+    const d = await startDrover({ args: ['--workers', '1'] });
+    started.push(d);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const first = await getOn(agent, d.url('/ping'));
+    const hintS = Number(/timeout=(\d+)/.exec(String(first.headers['keep-alive']))?.[1]);
+    assert.equal(hintS, 5, `the worker advertises its keep-alive timeout (${first.headers['keep-alive']})`);
+    const mark = d.lines.length;
+    d.child.kill('SIGTERM');
+    await d.waitFor((l) => l.msg === 'draining' && l.role === 'worker', 5000, mark);
+    await until(first.endedAt + (hintS - 1) * 1000);
+    const second = await getOn(agent, d.url('/ping'));
+    assert.equal(second.status, 200);
+    assert.equal(second.socket, first.socket, 'the idle socket was still open 1 s before its advertised timeout');
+    assert.equal(second.headers.connection, 'close');
+    assert.equal((await d.exited).code, 0);
+    agent.destroy();
+  });
+
+  it('during drain, a keep-alive response that was under way gets the full grace after it ends', async () => {
+    const d = await startDrover({ app: path.join(FIXTURES, 'streaming-app.js'), args: ['--workers', '1', '--keep-alive-timeout', '2s'] });
+    started.push(d);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const mark = d.lines.length;
+    // Headers are out before the drain begins, so this response ends as keep-alive ~1.5 s into it.
+    const streamed = await getOn(agent, d.url('/stream?ms=1500'), () => d.child.kill('SIGTERM'));
+    await d.waitFor((l) => l.msg === 'draining' && l.role === 'worker', 5000, mark);
+    assert.notEqual(streamed.headers.connection, 'close');
+    // 2 s after the drain began its grace is over, but this socket idled only ~0.5 s of it.
+    await until(streamed.endedAt + 1000);
+    const next = await getOn(agent, d.url('/ping'));
+    assert.equal(next.status, 200);
+    assert.equal(next.socket, streamed.socket, 'the socket was kept for the grace after its response ended');
+    assert.equal(next.headers.connection, 'close');
+    assert.equal((await d.exited).code, 0);
     agent.destroy();
   });
 

@@ -13,7 +13,7 @@ describe('zero-downtime rolling reload', () => {
   });
 
   it('SIGHUP under load: zero failed requests, every pid changed, generation incremented', async () => {
-    const d = await startDrover({ args: ['--workers', '2', '--drain-idle-grace', '1s'] });
+    const d = await startDrover({ args: ['--workers', '2'] });
     started.push(d);
     const before = await d.status();
     assert.equal(before.drover.generation, 1);

@@ -15,7 +15,7 @@ export async function memoryLimit(o: ScenarioOptions): Promise<CaseResult> {
   const limitMb = 220;
   const growMb = 192;
   try {
-    const d = await fleet.start({ app: RELIABILITY_APP, args: ['--workers', '2', '--max-memory', String(limitMb), '--drain-idle-grace', '500ms'] });
+    const d = await fleet.start({ app: RELIABILITY_APP, args: ['--workers', '2', '--max-memory', String(limitMb)] });
     const rate = pick(o.profile, 400, 800);
     const n = lanesFor(rate);
     const load = new PacedLoad({ base: d.url(''), rate, lanes: { keepAlive: n / 2, fresh: n / 2 } }).start();
@@ -69,7 +69,7 @@ export async function maxRequests(o: ScenarioOptions): Promise<CaseResult> {
   const jitter = 400;
   let watching = false;
   try {
-    const d = await fleet.start({ app: RELIABILITY_APP, args: ['--workers', String(workers), '--max-requests', String(limit), '--max-requests-jitter', String(jitter), '--drain-idle-grace', '300ms'] });
+    const d = await fleet.start({ app: RELIABILITY_APP, args: ['--workers', String(workers), '--max-requests', String(limit), '--max-requests-jitter', String(jitter)] });
     const rate = pick(o.profile, 450, 700);
     const n = lanesFor(rate);
     const mark = d.lines.length;
@@ -140,7 +140,7 @@ export async function rollingReload(o: ScenarioOptions): Promise<CaseResult> {
   const fleet = new Fleet();
   const minRequests = 5000;
   try {
-    const d = await fleet.start({ app: RELIABILITY_APP, args: ['--workers', '2', '--drain-idle-grace', '1s'] });
+    const d = await fleet.start({ app: RELIABILITY_APP, args: ['--workers', '2'] });
     const rate = pick(o.profile, 700, 1000);
     const n = lanesFor(rate);
     const load = new PacedLoad({ base: d.url(''), rate, lanes: { keepAlive: Math.ceil(n / 2), fresh: Math.ceil(n / 3), fetch: Math.ceil(n / 6) } }).start();

@@ -62,7 +62,7 @@ export async function soak(o: ScenarioOptions): Promise<CaseResult> {
   const everyMs = seconds >= 90 ? 15_000 : 10_000;
   let sampling = false;
   try {
-    const d = await fleet.start({ app: RELIABILITY_APP, args: ['--workers', '2', '--drain-idle-grace', '500ms'] });
+    const d = await fleet.start({ app: RELIABILITY_APP, args: ['--workers', '2'] });
     const primary = (await status(d)).drover.pid;
     const fdsIdle = fdCount(primary);
     const rate = pick(o.profile, 300, 500);
