@@ -17,6 +17,8 @@ export interface DelaySummary {
  */
 export class LoopDelay {
   last: DelaySummary = { p50Ms: 0, p99Ms: 0, maxMs: 0 };
+  /** How late the latest firing was, in ms (0 for one that did not come from the timer). */
+  lateMs = 0;
   /** Lateness of each firing, in ns (a RecordableHistogram takes integers >= 1). */
   private readonly h = createHistogram();
   /** When the next firing is due (performance.now()); 0 before the first. */
@@ -32,7 +34,8 @@ export class LoopDelay {
    */
   sample(now: number, nextMs: number, onTime = true): boolean {
     // A timer can fire a little before `dueAt` (millisecond resolution): that is 0 late.
-    if (onTime && this.dueAt > 0) this.h.record(Math.max(1, Math.round((now - this.dueAt) * 1e6)));
+    this.lateMs = onTime && this.dueAt > 0 ? Math.max(0, now - this.dueAt) : 0;
+    if (onTime && this.dueAt > 0) this.h.record(Math.max(1, Math.round(this.lateMs * 1e6)));
     // The timer counts from the loop's clock, read before this firing ran: `now` is the closer guess.
     this.dueAt = now + nextMs;
     if (now - this.windowStart < this.windowMs) return false;

@@ -37,8 +37,11 @@ export class Heartbeat {
     private intervalMs: number,
     private readonly counters: () => RequestCounters,
     private readonly send: (msg: HeartbeatMsg) => void,
-    /** Called on every beat with the time to the next one, e.g. to tell the watchdog thread the loop is alive. */
-    private readonly onBeat: (nextMs: number) => void = () => {},
+    /**
+     * Called on every beat with the time to the next one and how late this one fired (loop delay),
+     * e.g. to tell the watchdog thread the loop is alive and the pressure sensor it may be needed.
+     */
+    private readonly onBeat: (nextMs: number, lateMs: number) => void = () => {},
   ) {}
 
   start(): void {
@@ -80,7 +83,7 @@ export class Heartbeat {
   /** `onTime`: fired by the timer (its lateness is loop delay), not sent early by setIntervalMs. */
   private beat(onTime = true): void {
     if (this.delay.sample(performance.now(), this.intervalMs, onTime)) this.summarize();
-    this.onBeat(this.intervalMs);
+    this.onBeat(this.intervalMs, this.delay.lateMs);
     const c = this.counters();
     this.send({
       type: 'drover:heartbeat',

@@ -55,6 +55,8 @@ const IDLE_CHECK_MS = 1000;
 export interface PressureGate {
   /** Sheds the request if the worker is under pressure: answers 503 and returns true. */
   shed(req: http.IncomingMessage, res: http.ServerResponse): boolean;
+  /** A heartbeat fired `ms` late (the loop's delay as drover sees it anyway). */
+  loopLate(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -83,18 +85,19 @@ type SensorUsage = { eventLoopDelay: number; eventLoopUtilized: number; heapUsed
  * averages each sample, so one isolated stall can slip by: the primary's heartbeat watchdog is
  * the second line.
  *
- * The sensor runs only while requests come (issue 19): its delay histogram is a
+ * The sensor runs only while it is needed (issue 19): its delay histogram is a
  * monitorEventLoopDelay, which wakes the worker 20 times a second (SENSOR_RESOLUTION_MS) with
- * nothing to protect when no request comes. After
- * SENSOR_IDLE_MS without a request it is closed; the next request starts a new one and is not
- * shed (there is no reading yet), nor are those of the first sample interval (250 ms): the same
- * blind spot the sampling already has at any time. ADR 0020 measures both sides.
+ * nothing to protect when no request comes, and its Fastify costs every request CPU. It stops
+ * after SENSOR_IDLE_MS without a request (or, with the delay limit alone, without a late loop:
+ * IdleStoppingSensor). A new one starts on the next request (or late beat); no request is shed
+ * before its first sample (250 ms): the same blind spot the sampling already has at any time.
+ * ADR 0020 measures both sides.
  */
 export async function createPressureGate(shed: WorkerConfig['shed'], onShed: (reason: ShedReason) => void): Promise<PressureGate | undefined> {
   const enabled = shed.loopDelayMs > 0 || shed.utilization < 1 || shed.heapBytes > 0 || shed.rssBytes > 0;
   if (!enabled) return undefined;
   const sensor = new IdleStoppingSensor(shed);
-  await sensor.start();
+  if (!sensor.dormant) await sensor.start();
   const reasonNow = (): ShedReason | undefined => {
     const m = sensor.usage();
     if (!m) return undefined;
@@ -121,14 +124,23 @@ export async function createPressureGate(shed: WorkerConfig['shed'], onShed: (re
       res.end(body);
       return true;
     },
+    loopLate: (ms) => sensor.loopLate(ms),
     close: () => sensor.stop(),
   };
 }
 
 /**
- * under-pressure on a Fastify instance that exists while requests come. States: running (a
+ * under-pressure on a Fastify instance that exists only while it is needed. States: running (a
  * Fastify instance, a 1 s idle check) → stopped after SENSOR_IDLE_MS without a `usage()` call →
  * starting on the next call (usage undefined until ready) → running.
+ *
+ * With the loop-delay limit alone (drover's default) the sensor is also *dormant* while the loop
+ * keeps time: the heartbeat already measures how late its timer fires, and a loop that is never
+ * late by half the limit cannot average past it. So the sensor starts on a beat that late (not on
+ * a request), and stops after SENSOR_IDLE_MS without one; until the first start the worker never
+ * loads Fastify, whose modules, instance and gate cost ~5 % of a small request's CPU (ADR 0020).
+ * Heap, RSS and utilization limits have no such outside sign: with any of them the sensor runs
+ * whenever requests come, as before.
  */
 export class IdleStoppingSensor {
   private fastify: FastifyInstance | undefined;
@@ -139,23 +151,42 @@ export class IdleStoppingSensor {
   private uses = 0;
   private idleChecks = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Dormant mode: a beat at least this late starts the sensor (half the delay limit); 0 = not dormant. */
+  private readonly wakeLateMs: number;
+  /** When a beat was last that late (performance.now()). */
+  private lateAt = -Infinity;
 
   constructor(
     private readonly shed: WorkerConfig['shed'],
     private readonly idleMs = SENSOR_IDLE_MS,
     private readonly checkMs = IDLE_CHECK_MS,
-  ) {}
+  ) {
+    const delayOnly = shed.utilization >= 1 && shed.heapBytes === 0 && shed.rssBytes === 0;
+    this.wakeLateMs = delayOnly ? shed.loopDelayMs / 2 : 0;
+  }
 
   get running(): boolean {
     return this.fastify !== undefined;
   }
 
-  /** The sensor's last sample, or undefined while it is stopped or starting (which this call starts). */
+  /** True when a late loop, not a request, starts this sensor (the delay limit alone). */
+  get dormant(): boolean {
+    return this.wakeLateMs > 0;
+  }
+
+  /** The sensor's last sample, or undefined while it is stopped or starting (which this call starts unless dormant). */
   usage(): SensorUsage | undefined {
     this.uses++;
     if (this.fastify) return (this.fastify as unknown as { memoryUsage(): SensorUsage }).memoryUsage();
-    void this.start();
+    if (!this.dormant) void this.start();
     return undefined;
+  }
+
+  /** A heartbeat fired `ms` late: a dormant sensor starts if that is half the limit or more. */
+  loopLate(ms: number): void {
+    if (!this.dormant || ms < this.wakeLateMs) return;
+    this.lateAt = performance.now();
+    if (!this.fastify) void this.start();
   }
 
   start(): Promise<void> {
@@ -204,6 +235,7 @@ export class IdleStoppingSensor {
   private checkIdle(): void {
     this.idleChecks = this.uses === 0 ? this.idleChecks + 1 : 0;
     this.uses = 0;
-    if (this.idleChecks * this.checkMs >= this.idleMs) void this.stop();
+    const calm = this.dormant && performance.now() - this.lateAt >= this.idleMs;
+    if (calm || this.idleChecks * this.checkMs >= this.idleMs) void this.stop();
   }
 }

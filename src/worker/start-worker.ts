@@ -257,7 +257,8 @@ class DroverWorker {
     await listen(server, this.channel);
     conns.state = 'listening';
     watch.blocks?.startCounting();
-    this.heartbeat = new Heartbeat(this.beatIntervalMs, () => conns.counters(), (m) => this.send(m), watch.beat);
+    const onBeat = gate ? (nextMs: number, lateMs: number) => (watch.beat(nextMs), gate.loopLate(lateMs)) : watch.beat;
+    this.heartbeat = new Heartbeat(this.beatIntervalMs, () => conns.counters(), (m) => this.send(m), onBeat);
     this.heartbeat.start();
     // A push whose counters would equal the last one's is skipped, up to IDLE_PUSH_EVERY in a row:
     // an idle worker's snapshots woke it and the primary every second for nothing (issue 19).

@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeIngestBody } from '../../src/demo/s3';
-import { ROOT, run, startDrover, type Drover } from '../../bench/lib/drover';
+import { FIXTURES, ROOT, run, startDrover, type Drover } from '../../bench/lib/drover';
 import { getJson } from '../helpers/http';
 
 import type { Tally } from '../helpers/probe-client';
@@ -182,11 +182,27 @@ describe('load shedding', () => {
       await d.stop();
     }
   });
+  it('with the default limit the sensor is dormant: no Fastify in the worker until a beat is late by half the limit', async () => {
+    const d = await startDrover({ app: path.join(FIXTURES, 'sensor-app.js'), args: ['--workers', '1', '--worker-timeout', '60s'] });
+    const loaded = async () => (await getJson<{ loaded: boolean }>(d.url('/fastify-loaded'))).body.loaded;
+    try {
+      for (let i = 0; i < 300; i++) assert.equal((await getJson(d.url('/ping'))).status, 200);
+      assert.equal(await loaded(), false, '300 requests on a loop that keeps time did not load Fastify');
+      // 400 ms: the next beat is late by more than half of the default 500 ms limit.
+      assert.equal((await getJson(d.url('/block?ms=400'))).status, 200);
+      await d.until(loaded, 'the late beat started the sensor');
+    } finally {
+      await d.stop();
+    }
+  });
+
   it('a stall shorter than the threshold sheds nothing (the sensor reads no sample through a block)', async (t) => {
     // @fastify/under-pressure reports Infinity for a sample its histogram got no reading in, which
     // happens when a block spans the sample: before drover's gate read that as "at least one
     // sample interval", every /ping after a 300 ms block got 503 with a 5 s threshold.
-    const d = await startDrover({ args: ['--workers', '1', '--worker-timeout', '60s', '--shed-loop-delay', '5s'] });
+    // A heap limit keeps the sensor running whenever requests come (with the delay limit alone it
+    // sleeps until a beat is 2.5 s late, and would not be there to read the sample a block spans).
+    const d = await startDrover({ args: ['--workers', '1', '--worker-timeout', '60s', '--shed-loop-delay', '5s', '--shed-heap', '100000'] });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const status = (p: string) =>
       new Promise<number>((resolve, reject) => {
