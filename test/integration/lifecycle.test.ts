@@ -226,6 +226,16 @@ describe('supervisor lifecycle', () => {
       req.on('error', reject);
     });
   const until = (at: number) => new Promise((r) => setTimeout(r, Math.max(0, at - performance.now())));
+  /** During drain, at `at`: a GET on `agent` is answered on the socket `prev` used, told to leave; then drover exits 0. */
+  const reusedInDrain = async (d: Drover, agent: http.Agent, prev: { socket: unknown }, at: number, why: string) => {
+    await until(at);
+    const next = await getOn(agent, d.url('/ping'));
+    assert.equal(next.status, 200);
+    assert.equal(next.socket, prev.socket, why);
+    assert.equal(next.headers.connection, 'close', 'the client is told to leave');
+    assert.equal((await d.exited).code, 0);
+    agent.destroy();
+  };
 
   it('during drain, a request on an open keep-alive connection is answered with Connection: close', async () => {
     const d = await startDrover({ args: ['--workers', '1'] });
@@ -236,13 +246,7 @@ describe('supervisor lifecycle', () => {
     const mark = d.lines.length;
     d.child.kill('SIGTERM');
     await d.waitFor((l) => l.msg === 'draining' && l.role === 'worker', 5000, mark);
-    const second = await getOn(agent, d.url('/ping'));
-    assert.equal(second.status, 200);
-    assert.equal(second.socket, first.socket, 'the same keep-alive connection was reused');
-    assert.equal(second.headers.connection, 'close', 'the client is told to leave');
-    const exit = await d.exited;
-    assert.equal(exit.code, 0);
-    agent.destroy();
+    await reusedInDrain(d, agent, first, 0, 'the same keep-alive connection was reused');
   });
 
   // The keep-alive race (ADR 0021): a client may reuse an idle socket until 1 s before the timeout
@@ -258,13 +262,7 @@ describe('supervisor lifecycle', () => {
     const mark = d.lines.length;
     d.child.kill('SIGTERM');
     await d.waitFor((l) => l.msg === 'draining' && l.role === 'worker', 5000, mark);
-    await until(first.endedAt + (hintS - 1) * 1000);
-    const second = await getOn(agent, d.url('/ping'));
-    assert.equal(second.status, 200);
-    assert.equal(second.socket, first.socket, 'the idle socket was still open 1 s before its advertised timeout');
-    assert.equal(second.headers.connection, 'close');
-    assert.equal((await d.exited).code, 0);
-    agent.destroy();
+    await reusedInDrain(d, agent, first, first.endedAt + (hintS - 1) * 1000, 'the idle socket was still open 1 s before its advertised timeout');
   });
 
   it('during drain, a keep-alive response that was under way gets the full grace after it ends', async () => {
@@ -277,13 +275,7 @@ describe('supervisor lifecycle', () => {
     await d.waitFor((l) => l.msg === 'draining' && l.role === 'worker', 5000, mark);
     assert.notEqual(streamed.headers.connection, 'close');
     // 2 s after the drain began its grace is over, but this socket idled only ~0.5 s of it.
-    await until(streamed.endedAt + 1000);
-    const next = await getOn(agent, d.url('/ping'));
-    assert.equal(next.status, 200);
-    assert.equal(next.socket, streamed.socket, 'the socket was kept for the grace after its response ended');
-    assert.equal(next.headers.connection, 'close');
-    assert.equal((await d.exited).code, 0);
-    agent.destroy();
+    await reusedInDrain(d, agent, streamed, streamed.endedAt + 1000, 'the socket was kept for the grace after its response ended');
   });
 
   it('a SIGKILLed primary leaves no orphan: workers (even a blocked one) exit', async () => {
