@@ -43,11 +43,23 @@ export class WorkerMetrics {
     },
   });
 
+  /** Read at scrape time: with the delay limit alone the sensor sleeps while the loop keeps time (ADR 0020). */
+  private readonly sensorRunning = new promClient.Gauge({
+    name: 'http_shed_sensor_running',
+    help: 'Workers whose load-shedding sensor runs now (it sleeps while their loop keeps time, and with shedding off).',
+    registers: [this.registry],
+    collect: () => {
+      this.sensorRunning.set(this.sensorRunningNow() ? 1 : 0);
+    },
+  });
+
   /** Event-loop blocks by route (src/worker/block-watch.ts), when --block-threshold is on. */
   blocks: { toJson(): MetricJson[] } | undefined;
 
   /** Set by the worker once its connection tracking exists. */
   inFlightNow: () => number = () => 0;
+  /** Set by the worker once its pressure gate exists (none with shedding off). */
+  sensorRunningNow: () => boolean = () => false;
 
   constructor(private readonly warn: (msg: string, extra: object) => void) {
     registerDefaultMetrics(this.registry);

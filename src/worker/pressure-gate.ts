@@ -57,6 +57,8 @@ export interface PressureGate {
   shed(req: http.IncomingMessage, res: http.ServerResponse): boolean;
   /** A heartbeat fired `ms` late (the loop's delay as drover sees it anyway). */
   loopLate(ms: number): void;
+  /** Whether the sensor runs now (it sleeps while idle or, with the delay limit alone, while the loop keeps time). */
+  readonly running: boolean;
   close(): Promise<void>;
 }
 
@@ -125,6 +127,9 @@ export async function createPressureGate(shed: WorkerConfig['shed'], onShed: (re
       return true;
     },
     loopLate: (ms) => sensor.loopLate(ms),
+    get running() {
+      return sensor.running;
+    },
     close: () => sensor.stop(),
   };
 }

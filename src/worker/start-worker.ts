@@ -252,6 +252,7 @@ class DroverWorker {
     }
     this.conns = conns;
     metrics.inFlightNow = () => conns.inFlight;
+    if (gate) metrics.sensorRunningNow = () => gate.running;
     if (cfg.requestMetrics) conns.onDone = (req, res, startedAt) => metrics.red.record(req, res, startedAt);
 
     await listen(server, this.channel);

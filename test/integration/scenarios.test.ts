@@ -185,12 +185,15 @@ describe('load shedding', () => {
   it('with the default limit the sensor is dormant: no Fastify in the worker until a beat is late by half the limit', async () => {
     const d = await startDrover({ app: path.join(FIXTURES, 'sensor-app.js'), args: ['--workers', '1', '--worker-timeout', '60s'] });
     const loaded = async () => (await getJson<{ loaded: boolean }>(d.url('/fastify-loaded'))).body.loaded;
+    const running = async () => Number(/^http_shed_sensor_running (\d+)$/m.exec(await (await fetch(d.controlUrl('/metrics'))).text())?.[1]);
     try {
       for (let i = 0; i < 300; i++) assert.equal((await getJson(d.url('/ping'))).status, 200);
       assert.equal(await loaded(), false, '300 requests on a loop that keeps time did not load Fastify');
+      assert.equal(await running(), 0, 'http_shed_sensor_running says the sensor sleeps');
       // 400 ms: the next beat is late by more than half of the default 500 ms limit.
       assert.equal((await getJson(d.url('/block?ms=400'))).status, 200);
       await d.until(loaded, 'the late beat started the sensor');
+      await d.until(async () => (await running()) === 1, 'http_shed_sensor_running says the sensor runs');
     } finally {
       await d.stop();
     }
