@@ -258,7 +258,12 @@ class DroverWorker {
     await listen(server, this.channel);
     conns.state = 'listening';
     watch.blocks?.startCounting();
-    const onBeat = gate ? (nextMs: number, lateMs: number) => (watch.beat(nextMs), gate.loopLate(lateMs)) : watch.beat;
+    const onBeat = !gate
+      ? watch.beat
+      : (nextMs: number, lateMs: number): void => {
+          watch.beat(nextMs);
+          gate.loopLate(lateMs);
+        };
     this.heartbeat = new Heartbeat(this.beatIntervalMs, () => conns.counters(), (m) => this.send(m), onBeat);
     this.heartbeat.start();
     // A push whose counters would equal the last one's is skipped, up to IDLE_PUSH_EVERY in a row:
