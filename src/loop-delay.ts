@@ -34,8 +34,9 @@ export class LoopDelay {
    */
   sample(now: number, nextMs: number, onTime = true): boolean {
     // A timer can fire a little before `dueAt` (millisecond resolution): that is 0 late.
-    this.lateMs = onTime && this.dueAt > 0 ? Math.max(0, now - this.dueAt) : 0;
-    if (onTime && this.dueAt > 0) this.h.record(Math.max(1, Math.round(this.lateMs * 1e6)));
+    const timed = onTime && this.dueAt > 0;
+    this.lateMs = timed ? Math.max(0, now - this.dueAt) : 0;
+    if (timed) this.h.record(Math.max(1, Math.round(this.lateMs * 1e6)));
     // The timer counts from the loop's clock, read before this firing ran: `now` is the closer guess.
     this.dueAt = now + nextMs;
     if (now - this.windowStart < this.windowMs) return false;

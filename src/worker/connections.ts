@@ -116,9 +116,9 @@ export class Connections {
   async drain(timeoutMs: number, idleGraceMs: number, between: () => Promise<void> = async () => {}): Promise<number> {
     this.state = 'draining';
     const deadline = performance.now() + timeoutMs;
-    this.keptAlive = new Set();
+    const keptAlive = (this.keptAlive = new Set());
     for (const res of this.pending) {
-      if (res.headersSent) this.keptAlive.add(res);
+      if (res.headersSent) keptAlive.add(res);
       else res.setHeader('Connection', 'close');
     }
     // Closes the sockets idle then, once every socket had the grace to idle: the ones idle since
@@ -128,7 +128,7 @@ export class Connections {
     // among the idle: node drops a socket from the server's list when an 'upgrade' listener takes it.
     const closeIdle = (): void => {
       // While such a response still runs, look again later (not sooner than 50 ms apart).
-      const wait = this.keptAlive!.size > 0 ? Math.max(idleGraceMs, 50) : this.lastKeptAliveAt + idleGraceMs - performance.now();
+      const wait = keptAlive.size > 0 ? Math.max(idleGraceMs, 50) : this.lastKeptAliveAt + idleGraceMs - performance.now();
       if (wait > 0) grace = setTimeout(closeIdle, wait);
       else this.server.closeIdleConnections();
     };
