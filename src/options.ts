@@ -62,6 +62,14 @@ export interface DroverOptions {
    * @defaultValue the keep-alive timeout (5 s)
    */
   drainIdleGraceMs: number | undefined;
+  /**
+   * Old workers that may still be draining when a rolling reload's next step starts: the reload
+   * then takes about one drain per this many + 1 workers instead of one per worker, and adds at
+   * most this many + 1 processes to `workers` while it runs (ADR 0022); 0 = each step waits until
+   * the previous old worker has left.
+   * @defaultValue 1
+   */
+  reloadDrains: number;
   /** After SIGTERM, keep serving this long with /readyz at 503 before draining (Kubernetes endpoint removal). @defaultValue 0 */
   shutdownDelayMs: number;
   /** First respawn delay after a crash (the very first respawn of a slot is immediate); doubles per consecutive crash. @defaultValue 250 ms */
@@ -133,6 +141,7 @@ export const defaults: Omit<DroverOptions, 'workers' | 'workersSource' | 'worker
   killGraceMs: 2_000,
   drainTimeoutMs: 30_000,
   drainIdleGraceMs: undefined,
+  reloadDrains: 1,
   shutdownDelayMs: 0,
   restartDelayMs: 250,
   restartDelayMaxMs: 15_000,
@@ -189,6 +198,7 @@ export const optionSpecs: readonly Spec[] = [
   { key: 'killGraceMs', flag: 'kill-grace', kind: 'duration', min: 0, help: 'SIGTERM to SIGKILL grace (default 2s)' },
   { key: 'drainTimeoutMs', flag: 'drain-timeout', kind: 'duration', min: 0, help: 'max drain time per worker (default 30s)' },
   { key: 'drainIdleGraceMs', flag: 'drain-idle-grace', kind: 'duration', min: 0, help: 'in drain, close keep-alive sockets only after they idled this long (default: the keep-alive timeout)' },
+  { key: 'reloadDrains', flag: 'reload-drains', kind: 'int', min: 0, help: 'old workers still draining when a reload starts its next step; 0 = wait for each (default 1)' },
   { key: 'shutdownDelayMs', flag: 'shutdown-delay', kind: 'duration', min: 0, help: 'serve this long after SIGTERM with /readyz 503 (default 0)' },
   { key: 'restartDelayMs', flag: 'restart-delay', kind: 'duration', min: 0, help: 'first backoff delay after a crash (default 250ms)' },
   { key: 'restartDelayMaxMs', flag: 'restart-delay-max', kind: 'duration', min: 0, help: 'backoff cap (default 15s)' },

@@ -72,7 +72,7 @@ export class Supervisor extends EventEmitter {
   ) {
     super();
     this.slots = Array.from({ length: opts.workers }, () => new SlotState());
-    this.reloads = new RollingReload(log);
+    this.reloads = new RollingReload(log, opts.reloadDrains);
   }
 
   start(): void {

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BIN, FIXTURES, run, startDrover, type Drover } from '../../bench/lib/drover';
+import { BIN, FIXTURES, run, startDrover, type Drover, type LogLine } from '../../bench/lib/drover';
+import { send } from '../../bench/lib/load';
 import { getJson, sendMany } from '../helpers/http';
 
 describe('zero-downtime rolling reload', () => {
@@ -44,6 +46,43 @@ describe('zero-downtime rolling reload', () => {
     const oldPids = new Set(before.workers.map((w) => w.pid));
     assert.ok(afterStatus.workers.every((w) => !oldPids.has(w.pid)), 'every worker pid changed');
     assert.equal(d.lines.slice(mark).filter((l) => l.msg === 'worker exited' && l.reason === 'reload').length, 2);
+    await d.stop();
+  });
+
+  it('the next step starts while the old worker drains idle keep-alive clients, beside at most one drain (ADR 0022)', async () => {
+    const d = await startDrover({ app: path.join(FIXTURES, 'reliability-app.js'), args: ['--workers', '3', '--drain-idle-grace', '3s'] });
+    started.push(d);
+    // An idle keep-alive socket on every old worker: each drain then lasts the 3 s grace.
+    const agents: http.Agent[] = [];
+    const pids = new Set<number>();
+    for (let i = 0; i < 30 && pids.size < 3; i++) {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      agents.push(agent);
+      const a = await send({ url: d.url('/ping') }, { agent, readBody: true });
+      assert.equal(a.status, 200);
+      pids.add(a.pid!);
+    }
+    assert.equal(pids.size, 3, 'an idle keep-alive socket on each worker');
+    const mark = d.lines.length;
+    d.child.kill('SIGHUP');
+    await d.waitForMsg('rolling reload complete', 30_000, mark);
+    for (const agent of agents) agent.destroy();
+    const log = d.lines.slice(mark);
+    const at = (pred: (l: LogLine) => boolean, what: string): number => {
+      const i = log.findIndex(pred);
+      assert.ok(i >= 0, `${what} is in the log`);
+      return i;
+    };
+    const steps = log.flatMap((l, i) => (l.msg === 'reload: replacing worker' ? [{ i, pid: l.workerPid }] : []));
+    assert.equal(steps.length, 3);
+    const [first, second, third] = steps as [{ i: number; pid: unknown }, { i: number; pid: unknown }, { i: number; pid: unknown }];
+    const exitOf = (s: { pid: unknown }) => at((l) => l.msg === 'worker exited' && l.workerPid === s.pid, `the exit of ${String(s.pid)}`);
+    const drainOf = (s: { pid: unknown }) => at((l) => l.msg === 'worker draining' && l.workerPid === s.pid, `the drain of ${String(s.pid)}`);
+    assert.ok(second.i < exitOf(first), 'the second step started while the first old worker still drained');
+    assert.ok(drainOf(second) < exitOf(first), 'two old workers drained at once');
+    assert.ok(third.i > exitOf(first), 'the third step waited until one of the two drains ended');
+    const complete = at((l) => l.msg === 'rolling reload complete', 'the completion');
+    assert.ok(steps.every((s) => exitOf(s) < complete), 'the reload completes once every old worker has left');
     await d.stop();
   });
 
