@@ -29,7 +29,12 @@ const GUIDE: Record<string, string> = {
     'while one client loops on a 400 ms `/block` through the same front. A proxy\'s pooled connections are dispatched ' +
     'only when the proxy opens them; after that they stay on their worker, so what dispatch can do here depends on how ' +
     'often the pool opens connections. drover and node:cluster alternate round by round behind the same nginx; the ' +
-    'derived ratios are medians of per-round ratios, and `over100ms` counts small requests that waited behind a block.',
+    'derived ratios are medians of per-round ratios, and `over100ms` counts small requests that waited behind a block. ' +
+    'At one worker the looping block keeps the only worker busy all the time: small requests are served in the short ' +
+    'gaps between blocks, and a connection nginx opens meanwhile must first be adopted, which Node does for one socket ' +
+    'per round trip between the processes (under drover and node:cluster alike), so about one per gap. When nginx ' +
+    'opens connections faster than that, the queue runs away into seconds, in some rounds and not in others, under ' +
+    'both: the one-worker rows measure that race, not dispatch (ADR 0024).',
   probe:
     'Scenario S0\'s probe collapse: probe requests answered per second (two keep-alive connections probing back to ' +
     'back) while a client keeps two 40,000-record responses in flight, naive `res.json()` vs `streamJson()`. Probes go ' +

@@ -15,9 +15,9 @@ export interface Nginx {
 
 /**
  * A real nginx in front of app servers, configured the way an ingress pools connections to a pod:
- * `keepalive 32` idle upstream connections per worker process, reused most-recently-used first
- * (nginx's keepalive cache takes from and returns to the head of its queue), HTTP/1.1 with the
- * client's `Connection` header dropped. One nginx worker process: on a 2-core machine more would
+ * `keepalive 32` idle upstream connections per worker process (closed after 4 s idle), reused
+ * most-recently-used first (nginx's keepalive cache takes from and returns to the head of its
+ * queue), HTTP/1.1 with the client's `Connection` header dropped. One nginx worker process: on a 2-core machine more would
  * only take cores from the servers measured. Everything lives in a temporary prefix, so nothing of
  * the system's nginx is read or written.
  */
@@ -32,7 +32,11 @@ export async function startNginx(upstreams: Record<string, number>): Promise<Ngi
   for (const [name, port] of Object.entries(upstreams)) {
     ports[name] = await freePort();
     blocks.push(
-      `  upstream ${name} { server 127.0.0.1:${port}; keepalive 32; }`,
+      // keepalive_timeout below the 5 s after which the servers (drover's and Node's default)
+      // close an idle connection: with nginx's default (60 s), nginx sends requests on
+      // connections the server is closing and reads a reset (seen here: nginx retries a GET on
+      // another connection; a POST would get a 502). The side that pools must give up first.
+      `  upstream ${name} { server 127.0.0.1:${port}; keepalive 32; keepalive_timeout 4s; }`,
       `  server {`,
       `    listen 127.0.0.1:${ports[name]};`,
       `    location / { proxy_pass http://${name}; proxy_http_version 1.1; proxy_set_header Connection ""; }`,

@@ -83,7 +83,7 @@ export const proxySuite: Suite = {
     return {
       settings: {
         smallRatePerSecond: RATES, loadSeconds: loadS, rounds, bigClients: 1, outlierMs: OUTLIER_MS,
-        nginx: 'one worker process, upstream keepalive 32, proxy_http_version 1.1, Connection header cleared; clients keep 20 connections to nginx',
+        nginx: 'one worker process, upstream keepalive 32 (closed after 4 s idle), proxy_http_version 1.1, Connection header cleared; clients keep 20 connections to nginx',
         fifoPool: 'one http.Agent (keepAlive, maxSockets 32, scheduling fifo) shared by the small and the big requests',
       },
       rows,
