@@ -17,9 +17,9 @@ export interface Nginx {
  * A real nginx in front of app servers, configured the way an ingress pools connections to a pod:
  * `keepalive 32` idle upstream connections per worker process (closed after 4 s idle), reused
  * most-recently-used first (nginx's keepalive cache takes from and returns to the head of its
- * queue), HTTP/1.1 with the client's `Connection` header dropped. One nginx worker process: on a 2-core machine more would
- * only take cores from the servers measured. Everything lives in a temporary prefix, so nothing of
- * the system's nginx is read or written.
+ * queue), HTTP/1.1 with the client's `Connection` header dropped. One nginx worker process: on a
+ * 2-core machine more would only take cores from the servers measured. Everything lives in a
+ * temporary prefix, so nothing of the system's nginx is read or written.
  */
 export async function startNginx(upstreams: Record<string, number>): Promise<Nginx> {
   const bin = findProgram('nginx');
