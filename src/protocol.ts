@@ -9,7 +9,7 @@
  *                      │  ◀──── drover:app-error (then exit APP_LOAD_ERROR)
  *                      │  ◀──── drover:signal (a listening worker got SIGTERM, any worker SIGINT; the primary decides. A booting worker exits on SIGTERM)
  *                      │  drover:collect {id}           ─────────▶ worker
- *                      │  drover:pace {intervalMs}      ─────────▶ worker (heartbeat interval)
+ *                      │  drover:pace {intervalMs, reportMs} ────▶ worker (heartbeat interval, how often beats are sent)
  *                      │  ◀──── drover:metrics {id, metrics} (id 0: periodic push, last one at drain)
  *                      │  ◀──── drover:blocks {routes} (after a block of the loop, at most 1/s)
  *                    worker: http.Server on a private loopback port (so its timeouts run),
@@ -36,8 +36,15 @@ export interface LoopStats {
 export interface HeartbeatMsg {
   type: 'drover:heartbeat';
   seq: number;
-  /** The next beat is due this long after this one: the pace the worker beats at now. */
+  /** The next beat the primary receives is due this long after this one. */
   nextMs: number;
+  /**
+   * The worker's own beat interval, when it sends fewer beats than it beats (at the idle pace it
+   * beats every 100 ms for its own watch and sends one a second): the primary's stall check allows
+   * for the beats it was not sent. Absent: every beat is sent. Added without a protocol bump:
+   * an older primary ignores it, and an older worker sends every beat.
+   */
+  beatMs?: number;
   /** Requests being handled right now. */
   inFlight: number;
   /** Open connections (adopted sockets not yet closed). */
@@ -170,6 +177,8 @@ export interface CollectMsg {
 export interface PaceMsg {
   type: 'drover:pace';
   intervalMs: number;
+  /** Send a beat to the primary about this often (a whole number of beats); absent: every beat. */
+  reportMs?: number;
 }
 
 export type PrimaryToWorker = SocketMsg | DrainMsg | ProtocolRejectMsg | CollectMsg | PaceMsg;
@@ -205,6 +214,8 @@ export interface WorkerConfig {
   generation: number;
   app: string;
   heartbeatIntervalMs: number;
+  /** How often beats are sent to the primary at the current pace (drover:pace's reportMs). */
+  heartbeatReportMs?: number;
   /** The watchdog thread captures the main thread's stack once the loop has been blocked this long. */
   stackCaptureAfterMs: number;
   /** A synchronous stretch of the loop longer than this is a block, attributed to a route (0 = off). */

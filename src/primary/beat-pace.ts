@@ -9,14 +9,22 @@
  * `quietMs` (keep-alive traffic, or none for a while), and at `sleepMs` once no request at all
  * came for `sleepAfterMs` (issue 19: an idle drover beat 10 times a second per worker for nobody).
  *
- * States, least-busy: fast → idle when a tick finds no dispatch for `quietMs`; idle → fast on the
- * next dispatch. That connection is placed on beats at most one idle interval old (a worker is
- * judged late against the interval its last beat announced); the ones after it on the fresh beat
- * each worker sends when told the new pace. idle → asleep when a tick finds no dispatch and no
- * request for `sleepAfterMs`; asleep → fast on the next dispatch, and the dispatcher holds that
- * connection until a worker beats at the new pace (beats announced at the sleep interval are not
- * trusted for dispatch: see `trustedIntervalMs`), so no connection is placed on a beat up to
- * a second old; asleep → idle when a tick sees requests (keep-alive traffic).
+ * What the workers send is a second choice (`reportMs`): every beat while fast, one beat per
+ * `sleepMs` otherwise. At the idle pace (keep-alive traffic, no new connection for a second)
+ * the workers still beat every `idleMs` for their own watch (block detection samples a loop
+ * whose beat is overdue; loop delay is read from the beats), but nothing in the primary needs
+ * that news more than once a second: least-busy dispatches nothing, and the first connection
+ * that comes is held for a fresh beat (`holdsFirstConnection`). The stall check allows for the
+ * beats not sent (each beat sent names its interval). Measured: 20 of the primary's ~40 wake-ups
+ * a second under keep-alive traffic were these beats (issue 19, ADR 0020, session 17).
+ *
+ * States, least-busy: fast → idle when a tick finds no dispatch for `quietMs`; idle → asleep
+ * when a tick finds no dispatch and no request for `sleepAfterMs`; asleep → idle when a tick
+ * sees requests (keep-alive traffic); idle or asleep → fast on the next connection, which the
+ * dispatcher holds until a worker beats at the new pace (each beats at once when told it; beats
+ * sent at a second's interval are not trusted for dispatch: see `trustedIntervalMs`), so no
+ * connection is placed on a beat up to a second old. Connections that come meanwhile queue
+ * behind it.
  * Round-robin: idle, asleep when nothing came for `sleepAfterMs`, idle again on traffic.
  */
 export type PaceState = 'fast' | 'idle' | 'asleep';
@@ -52,8 +60,8 @@ export class BeatPace {
 
   constructor(
     private readonly o: PaceOptions,
-    /** Tells every worker the new interval. */
-    private readonly broadcast: (intervalMs: number) => void,
+    /** Tells every worker the new interval and how often to send a beat. */
+    private readonly broadcast: (intervalMs: number, reportMs: number) => void,
     now: number,
   ) {
     this.state = o.dispatchUsesBeats ? 'fast' : 'idle';
@@ -66,13 +74,27 @@ export class BeatPace {
     return this.state === 'fast' ? this.o.fastMs : this.state === 'idle' ? this.o.idleMs : this.o.sleepMs;
   }
 
+  /** How often the workers send a beat now: every beat while fast, else once per sleep interval. */
+  get reportMs(): number {
+    return this.state === 'fast' ? this.o.fastMs : Math.max(this.intervalMs, this.o.sleepMs);
+  }
+
   get asleep(): boolean {
     return this.state === 'asleep';
   }
 
   /**
-   * The longest announced interval dispatch takes a beat at its word for: a beat sent at the
-   * sleep interval is up to a second old when the first connection after a sleep arrives.
+   * Whether dispatch holds a connection for a fresh beat: least-busy, and beats are sent only once
+   * a second (idle or asleep), so the last one may be that old. Holding costs the connection one
+   * round trip to the workers (they beat at once when told the fast pace).
+   */
+  get holdsFirstConnection(): boolean {
+    return this.o.dispatchUsesBeats && this.state !== 'fast';
+  }
+
+  /**
+   * The longest announced interval dispatch takes a beat at its word for: a beat sent once a
+   * second (idle or asleep) is up to a second old when the first connection after it arrives.
    */
   get trustedIntervalMs(): number {
     return this.o.idleMs;
@@ -95,9 +117,9 @@ export class BeatPace {
   }
 
   private set(state: PaceState): void {
-    const before = this.intervalMs;
+    const before = [this.intervalMs, this.reportMs];
     this.state = state;
     this.changes++;
-    if (this.intervalMs !== before) this.broadcast(this.intervalMs);
+    if (this.intervalMs !== before[0] || this.reportMs !== before[1]) this.broadcast(this.intervalMs, this.reportMs);
   }
 }

@@ -22,8 +22,10 @@ export interface WorkerStatus {
   heartbeatAgeMs: number;
   /** Heartbeats sent since the worker started (the last beat's sequence number). */
   heartbeats: number | null;
-  /** The interval the last beat announced for the next one. */
+  /** How often the worker beats, as its last beat sent said. */
   heartbeatIntervalMs: number | null;
+  /** When the next beat sent was due after the last one: the interval, or a second at the idle pace, which sends one beat of ten (ADR 0020). */
+  heartbeatReportMs: number | null;
   loopDelayP50Ms: number | null;
   loopDelayP99Ms: number | null;
   loopDelayMaxMs: number | null;
@@ -90,7 +92,8 @@ function workerStatus(h: WorkerHandle, now: number): WorkerStatus {
     uptimeS: round((now - h.forkedAt) / 1000),
     heartbeatAgeMs: Math.round(h.beatAge(now)),
     heartbeats: b?.seq ?? null,
-    heartbeatIntervalMs: b?.nextMs ?? null,
+    heartbeatIntervalMs: b ? (b.beatMs ?? b.nextMs) : null,
+    heartbeatReportMs: b?.nextMs ?? null,
     loopDelayP50Ms: b ? round(b.loop.delayP50Ms, 2) : null,
     loopDelayP99Ms: b ? round(b.loop.delayP99Ms, 2) : null,
     loopDelayMaxMs: b ? round(b.loop.delayMaxMs, 2) : null,

@@ -21,7 +21,7 @@ export interface DispatcherOptions {
   queueTimeoutMs: number;
   /** Told how long each connection waited between accept and handoff (seconds). */
   onHandoff?: (waitSeconds: number) => void;
-  /** The first connection after a sleep woke the pace (the supervisor ticks at its awake period again). */
+  /** The first connection after a quiet second or a sleep woke the pace (after a sleep the supervisor ticks at its awake period again). */
   onWake?: () => void;
 }
 
@@ -75,8 +75,8 @@ export class Dispatcher {
     // Only binds: once listening, its handle's connections come to accept() instead.
     this.server = net.createServer();
     for (let slot = 0; slot < slots; slot++) this.stats.dispatchedBySlot[slot] = 0;
-    this.pace = new BeatPace({ ...opts.pace, dispatchUsesBeats: opts.mode === 'least-busy' }, (intervalMs) => {
-      for (const h of workers()) if (h.worker.isConnected()) h.worker.send({ type: 'drover:pace', intervalMs });
+    this.pace = new BeatPace({ ...opts.pace, dispatchUsesBeats: opts.mode === 'least-busy' }, (intervalMs, reportMs) => {
+      for (const h of workers()) if (h.worker.isConnected()) h.worker.send({ type: 'drover:pace', intervalMs, reportMs });
     }, performance.now());
   }
 
@@ -120,14 +120,17 @@ export class Dispatcher {
     if (this.closed) return void conn.close();
     const now = performance.now();
     acceptedAt ??= now;
-    if (this.pace.asleep && this.opts.mode === 'least-busy') {
-      // The first connection after a sleep: the workers' last beats are up to a second old.
-      // Wake them (each beats at once when told the new pace) and hold the connection for the
-      // first fresh beat (the supervisor flushes the queue on it), or its next tick at the latest.
+    if (this.pace.holdsFirstConnection) {
+      // The first connection after a quiet second or a sleep: the workers' last beats sent are up
+      // to a second old. Wake them (each beats at once when told the fast pace) and hold the
+      // connection for the first fresh beat (the supervisor flushes the queue on it), or its next
+      // tick at the latest.
       this.pace.onDispatch(now);
       this.opts.onWake?.();
       return this.hold(conn, acceptedAt, resent);
     }
+    // Connections that come while the first one waits for that beat queue behind it, in order.
+    if (this.queue.length > 0 && this.opts.mode === 'least-busy') return this.hold(conn, acceptedAt, resent);
     const choice = choose(this.workers(), this.opts.mode, this.opts.lateGraceMs, now, this.cursor++, this.pace.trustedIntervalMs);
     if (!choice) return this.hold(conn, acceptedAt, resent);
     if (choice.allStale) this.stats.allStale++;

@@ -141,7 +141,7 @@ export class PrimaryMetrics {
       () => st.dispatchedBySlot.map((n, slot) => [{ worker: String(slot) }, n]));
     mirrored('drover_dispatch_all_stale_total', 'Connections dispatched while every worker had a stale heartbeat (given to the least stale).', [],
       () => [[{}, st.allStale]]);
-    mirrored('drover_connections_queued_total', 'Connections that waited in the primary because no worker could take them (none serving; under round-robin, none free of an unacknowledged handoff).', [], () => [[{}, st.queued]]);
+    mirrored('drover_connections_queued_total', 'Connections that waited in the primary: no worker could take them (none serving; under round-robin, none free of an unacknowledged handoff), or, under least-busy, for a fresh beat after a second without a new connection.', [], () => [[{}, st.queued]]);
     mirrored('drover_connections_dropped_total', 'Connections closed because no worker could take them in time.', [], () => [[{}, st.dropped]]);
     mirrored('drover_connections_redispatched_total', 'Connections re-sent because their worker exited before adopting them.', [], () => [[{}, st.redispatched]]);
     new promClient.Gauge({

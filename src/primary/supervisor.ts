@@ -103,7 +103,7 @@ export class Supervisor extends EventEmitter {
   /** Readiness: some worker serves with a heartbeat younger than the stall timeout. */
   isReady(now = performance.now()): boolean {
     if (this.phase !== 'running') return false;
-    return this.handles.some((h) => h.serving && h.beatAge(now) <= this.opts.workerTimeoutMs);
+    return this.handles.some((h) => h.serving && h.silentFor(now) <= this.opts.workerTimeoutMs);
   }
 
   requestReload(source: string): { accepted: boolean; reason?: string } {
@@ -156,7 +156,7 @@ export class Supervisor extends EventEmitter {
     this.act(now);
     if (this.phase === 'shutting-down') return this.tickShutdown(now);
     for (const h of this.handles) {
-      const e = overdue(h.life, { now, forkedAt: h.forkedAt, lastBeatAt: h.lastBeatAt }, this.opts);
+      const e = overdue(h.life, { now, forkedAt: h.forkedAt, lastBeatAt: now - h.silentFor(now) }, this.opts);
       if (e) this.record(h, e);
     }
     const old = this.reloads.step(this.handles);
@@ -304,7 +304,7 @@ export class Supervisor extends EventEmitter {
   }
 
   private fork(slot: number, now: number): void {
-    const config = workerConfig(this.opts, slot, this.generation, this.runtimeDir, this.dispatcher.pace.intervalMs);
+    const config = workerConfig(this.opts, slot, this.generation, this.runtimeDir, this.dispatcher.pace.intervalMs, this.dispatcher.pace.reportMs);
     const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(config) });
     const h = new WorkerHandle(worker, slot, this.generation, now);
     if (this.opts.maxRequests > 0) h.requestLimit = this.opts.maxRequests + Math.floor(Math.random() * (this.opts.maxRequestsJitter + 1));

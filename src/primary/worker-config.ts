@@ -2,13 +2,14 @@ import type { DroverOptions } from '../options';
 import type { WorkerConfig } from '../protocol';
 
 /** What a worker is told at fork time: the options it needs, in the units it uses. */
-export function workerConfig(opts: DroverOptions, slot: number, generation: number, runtimeDir: string, heartbeatIntervalMs: number): WorkerConfig {
+export function workerConfig(opts: DroverOptions, slot: number, generation: number, runtimeDir: string, heartbeatIntervalMs: number, heartbeatReportMs?: number): WorkerConfig {
   return {
     slot,
     generation,
     app: opts.app,
     // The current pace (src/primary/beat-pace.ts); later changes come as drover:pace.
     heartbeatIntervalMs,
+    heartbeatReportMs,
     // Half the stall timeout: the stack is on disk well before the primary gives up on the worker.
     stackCaptureAfterMs: Math.max(100, Math.floor(opts.workerTimeoutMs / 2)),
     blockThresholdMs: opts.blockThresholdMs,

@@ -68,6 +68,17 @@ export class WorkerHandle {
     return now - this.lastBeatAt;
   }
 
+  /**
+   * How long the worker's loop may have been silent: the age of the last beat it sent, less the
+   * beats it said it would beat without sending (`beatMs`: at the idle pace it sends one beat of
+   * ten). What the stall check and readiness compare with --worker-timeout, so a worker is
+   * never judged stalled sooner than one beat interval early, as when every beat was sent.
+   */
+  silentFor(now: number): number {
+    const b = this.beat;
+    return this.beatAge(now) - (b?.beatMs === undefined ? 0 : Math.max(0, b.nextMs - b.beatMs));
+  }
+
   /** How long ago its next beat was due, by the interval its last beat announced (or `trustedIntervalMs`, if shorter). */
   beatLateness(now: number, trustedIntervalMs = Infinity): number {
     return now - this.lastBeatAt - Math.min(this.beat?.nextMs ?? 0, trustedIntervalMs);

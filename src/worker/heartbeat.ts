@@ -20,13 +20,21 @@ export interface RequestCounters {
  * monitorEventLoopDelay with a 10 ms timer of its own: dropping that took an idle heartbeat from
  * 18 to 11 ms of CPU per second on this project's VM (ADR 0009).
  *
- * The interval is the primary's to set (`setIntervalMs`, from drover:pace): short while it
+ * The interval is the primary's to set (`setPace`, from drover:pace): short while it
  * dispatches new connections and needs to know which loops are free, longer otherwise, as each
- * beat costs both processes a wake-up (ADR 0010). Every beat announces the interval it was sent
- * at (`nextMs`), so the primary judges a worker late against the pace it was actually told.
+ * beat costs both processes a wake-up (ADR 0010). So is how many beats are sent: at the idle
+ * pace the worker beats every 100 ms for its own watch (block detection, loop delay, the
+ * pressure sensor's start) but sends one beat a second, since the primary then dispatches
+ * nothing and the first new connection waits for a fresh beat anyway (ADR 0020, session 17).
+ * Every beat sent announces when the next one will be (`nextMs`) and, if fewer are sent than
+ * beaten, the beat interval (`beatMs`), so the primary judges a worker late against the pace it
+ * was actually told.
  */
 export class Heartbeat {
   private seq = 0;
+  /** Beats sent to the primary: one of every `sendEvery` on time. */
+  private sendEvery = 1;
+  private sinceSent = 0;
   private readonly delay = new LoopDelay();
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
   private loop: LoopStats = { delayP50Ms: 0, delayP99Ms: 0, delayMaxMs: 0, utilization: 0 };
@@ -35,6 +43,7 @@ export class Heartbeat {
 
   constructor(
     private intervalMs: number,
+    reportMs: number | undefined,
     private readonly counters: () => RequestCounters,
     private readonly send: (msg: HeartbeatMsg) => void,
     /**
@@ -42,12 +51,14 @@ export class Heartbeat {
      * e.g. to tell the watchdog thread the loop is alive and the pressure sensor it may be needed.
      */
     private readonly onBeat: (nextMs: number, lateMs: number) => void = () => {},
-  ) {}
+  ) {
+    this.sendEvery = sendEveryOf(intervalMs, reportMs);
+  }
 
   start(): void {
     this.timer = setTimeout(() => this.beat(), this.intervalMs);
     this.timer.unref();
-    this.beat();
+    this.beat(true, true);
   }
 
   /** For good (drain): a pace change after this does not start it again. */
@@ -57,17 +68,23 @@ export class Heartbeat {
   }
 
   /**
-   * Beat at `ms` from now on. Beats once at once: the last beat announced the old interval, and
-   * the primary would otherwise judge this worker against it until the next one (too early when
-   * slowing down, too late when speeding up, which is when the primary wants news now).
+   * Beat at `ms` from now on, and send a beat about every `reportMs` (undefined: every beat).
+   * Beats and sends once at once: the last beat announced the old pace, and the primary would
+   * otherwise judge this worker against it until the next one (too early when slowing down, too
+   * late when speeding up, which is when the primary wants news now).
    */
-  setIntervalMs(ms: number): void {
-    if (ms === this.intervalMs) return;
+  setPace(ms: number, reportMs?: number): void {
+    const sendEvery = sendEveryOf(ms, reportMs);
+    if (ms === this.intervalMs && sendEvery === this.sendEvery) return;
+    this.sendEvery = sendEvery;
+    const changed = ms !== this.intervalMs;
     this.intervalMs = ms;
     if (!this.timer) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.beat(), ms);
-    this.timer.unref();
+    if (changed) {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.beat(), ms);
+      this.timer.unref();
+    }
     this.beat(false);
   }
 
@@ -80,15 +97,19 @@ export class Heartbeat {
     this.mem = process.memoryUsage();
   }
 
-  /** `onTime`: fired by the timer (its lateness is loop delay), not sent early by setIntervalMs. */
-  private beat(onTime = true): void {
+  /** `onTime`: fired by the timer (its lateness is loop delay), not sent early by setPace; `send`: whatever the report interval. */
+  private beat(onTime = true, send = !onTime): void {
     if (this.delay.sample(performance.now(), this.intervalMs, onTime)) this.summarize();
     this.onBeat(this.intervalMs, this.delay.lateMs);
+    // A beat the primary does not need (see the class comment): the watch above was its point.
+    if (!send && ++this.sinceSent < this.sendEvery) return void this.timer?.refresh();
+    this.sinceSent = 0;
     const c = this.counters();
     this.send({
       type: 'drover:heartbeat',
       seq: ++this.seq,
-      nextMs: this.intervalMs,
+      nextMs: this.intervalMs * this.sendEvery,
+      ...(this.sendEvery > 1 && { beatMs: this.intervalMs }),
       inFlight: c.inFlight,
       connections: c.connections,
       upgraded: c.upgraded,
@@ -101,4 +122,9 @@ export class Heartbeat {
     });
     this.timer?.refresh();
   }
+}
+
+/** Beats per beat sent: `reportMs` in whole beats, at least one. */
+function sendEveryOf(intervalMs: number, reportMs: number | undefined): number {
+  return reportMs === undefined ? 1 : Math.max(1, Math.round(reportMs / intervalMs));
 }

@@ -49,6 +49,8 @@ class DroverWorker {
   private metricsTimer: NodeJS.Timeout | undefined;
   /** The heartbeat interval the primary asked for (drover:pace); the configured one until it does. */
   private beatIntervalMs: number;
+  /** How often beats are sent at that pace (drover:pace); undefined: every beat. */
+  private beatReportMs: number | undefined;
 
   constructor(
     private readonly cfg: WorkerConfig,
@@ -58,6 +60,7 @@ class DroverWorker {
     this.log = createLogger(cfg.logLevel, this.bindings);
     this.metrics = new WorkerMetrics((msg, extra) => this.log.warn(extra, msg));
     this.beatIntervalMs = cfg.heartbeatIntervalMs;
+    this.beatReportMs = cfg.heartbeatReportMs;
     // Lets the app tell its workers apart (logs, responses) without knowing drover's internals.
     process.env.DROVER_WORKER_SLOT = String(cfg.slot);
     process.env.DROVER_WORKER_GENERATION = String(cfg.generation);
@@ -108,7 +111,8 @@ class DroverWorker {
         break;
       case 'drover:pace':
         this.beatIntervalMs = msg.intervalMs;
-        this.heartbeat?.setIntervalMs(msg.intervalMs);
+        this.beatReportMs = msg.reportMs;
+        this.heartbeat?.setPace(msg.intervalMs, msg.reportMs);
         break;
       case 'drover:drain':
         void this.drain(msg.timeoutMs, msg.idleGraceMs);
@@ -264,7 +268,7 @@ class DroverWorker {
           watch.beat(nextMs);
           gate.loopLate(lateMs);
         };
-    this.heartbeat = new Heartbeat(this.beatIntervalMs, () => conns.counters(), (m) => this.send(m), onBeat);
+    this.heartbeat = new Heartbeat(this.beatIntervalMs, this.beatReportMs, () => conns.counters(), (m) => this.send(m), onBeat);
     this.heartbeat.start();
     // A push whose counters would equal the last one's is skipped, up to IDLE_PUSH_EVERY in a row:
     // an idle worker's snapshots woke it and the primary every second for nothing (issue 19).

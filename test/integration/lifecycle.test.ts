@@ -283,8 +283,9 @@ describe('supervisor lifecycle', () => {
     started.push(d);
     const st = await d.status();
     const blocked = fetch(d.url('/block?ms=60000')).catch(() => undefined);
-    // A blocked worker stops beating: that is how we know the request is being served.
-    await d.until(async () => (await d.status()).workers.some((w) => w.heartbeatAgeMs > 300), 'a worker is blocked');
+    // A blocked worker stops beating: that is how we know the request is being served (late by
+    // the interval its last beat announced: at the idle pace one beat a second is sent).
+    await d.until(async () => (await d.status()).workers.some((w) => w.heartbeatAgeMs - (w.heartbeatReportMs ?? 0) > 300), 'a worker is blocked');
     process.kill(d.pid, 'SIGKILL');
     await d.exited;
     const deadline = Date.now() + 5000;

@@ -42,13 +42,35 @@ describe('heartbeat pace', () => {
     assert.deepEqual(told, []);
   });
 
-  it('equal intervals: states still change, no message is sent', () => {
-    const told: number[] = [];
-    const pace = new BeatPace({ ...opts, fastMs: 20, idleMs: 20, dispatchUsesBeats: true }, (ms) => told.push(ms), 0);
+  it('equal intervals: the workers are told only that fewer beats are sent, and again that all are', () => {
+    const told: [number, number][] = [];
+    const pace = new BeatPace({ ...opts, fastMs: 20, idleMs: 20, dispatchUsesBeats: true }, (ms, report) => told.push([ms, report]), 0);
     pace.tick(2000);
     pace.onDispatch(2001);
     assert.equal(pace.changes, 2);
-    assert.deepEqual(told, []);
+    assert.deepEqual(told, [[20, 1000], [20, 20]]);
+  });
+
+  it('beats are sent once a second unless fast, and only then does dispatch trust them without a fresh one', () => {
+    const told: [number, number][] = [];
+    const pace = new BeatPace({ ...opts, dispatchUsesBeats: true }, (ms, report) => told.push([ms, report]), 0);
+    assert.equal(pace.reportMs, 20);
+    assert.equal(pace.holdsFirstConnection, false);
+    pace.tick(1000);
+    assert.equal(pace.state, 'idle');
+    assert.equal(pace.reportMs, 1000, 'keep-alive traffic: beats every 100 ms, one a second sent');
+    assert.equal(pace.holdsFirstConnection, true);
+    pace.tick(11_000);
+    assert.equal(pace.state, 'asleep');
+    assert.equal(pace.reportMs, 1000);
+    assert.equal(pace.holdsFirstConnection, true);
+    pace.onDispatch(11_500);
+    assert.equal(pace.holdsFirstConnection, false);
+    assert.deepEqual(told, [[100, 1000], [1000, 1000], [20, 20]]);
+    // Round-robin reads no beats: nothing to hold for, whatever the pace.
+    const rr = new BeatPace({ ...opts, dispatchUsesBeats: false }, () => {}, 0);
+    assert.equal(rr.reportMs, 1000);
+    assert.equal(rr.holdsFirstConnection, false);
   });
 
   it('asleep after 10 s without a connection or a request; keep-alive traffic keeps it idle; a connection makes it fast', () => {
@@ -99,5 +121,16 @@ describe('worker lateness', () => {
     h.onBeat(beat(1000), 3000);
     assert.equal(h.beatLateness(3400), -600, 'asleep, by its own word');
     assert.equal(h.beatLateness(3400, 100), 300, 'judged as if announced at the idle pace: stale for dispatch');
+  });
+
+  it('for the stall check, allows for the beats a worker said it would not send', () => {
+    const h = new WorkerHandle({ process: { pid: 1 } } as unknown as Worker, 0, 1, 0);
+    h.onBeat({ ...beat(1000), beatMs: 100 }, 1000);
+    assert.equal(h.beatAge(12_000), 11_000);
+    assert.equal(h.silentFor(12_000), 10_100, 'silent since its last unsent beat, at most 100 ms before the one due');
+    h.onBeat(beat(1000), 20_000);
+    assert.equal(h.silentFor(21_000), 1000, 'asleep: every beat it beats is sent');
+    h.onBeat(beat(20), 30_000);
+    assert.equal(h.silentFor(30_500), 500);
   });
 });

@@ -13,7 +13,7 @@ const idle = () => ({ inFlight: 0, connections: 0, upgraded: 0, requests: 0, ado
 function beating(intervalMs: number) {
   let last: LoopStats | undefined;
   let waiter: ((l: LoopStats) => void) | undefined;
-  const hb = new Heartbeat(intervalMs, idle, (m: HeartbeatMsg) => {
+  const hb = new Heartbeat(intervalMs, undefined, idle, (m: HeartbeatMsg) => {
     // A summary replaces the loop object; beats in between carry the same one.
     if (last !== undefined && m.loop !== last) waiter?.(m.loop);
     last = m.loop;
@@ -71,7 +71,7 @@ describe('heartbeat pace', () => {
   it('beats at once on a new interval, announces it in every beat, and keeps to it', async () => {
     const beats: { at: number; nextMs: number }[] = [];
     let waiter: { n: number; resolve: () => void } | undefined;
-    const hb = new Heartbeat(20, idle, (m: HeartbeatMsg) => {
+    const hb = new Heartbeat(20, undefined, idle, (m: HeartbeatMsg) => {
       beats.push({ at: performance.now(), nextMs: m.nextMs });
       if (waiter && beats.length >= waiter.n) waiter.resolve();
     });
@@ -83,10 +83,10 @@ describe('heartbeat pace', () => {
       assert.ok(beats.every((b) => b.nextMs === 20));
 
       const before = beats.length;
-      hb.setIntervalMs(200);
+      hb.setPace(200);
       assert.equal(beats.length, before + 1, 'a beat is sent at once');
       assert.equal(beats.at(-1)!.nextMs, 200);
-      hb.setIntervalMs(200);
+      hb.setPace(200);
       assert.equal(beats.length, before + 1, 'the same interval again sends nothing');
       await count(before + 3);
       const slow = beats.slice(before);
@@ -98,7 +98,7 @@ describe('heartbeat pace', () => {
 
       const fastFrom = beats.length;
       const t0 = performance.now();
-      hb.setIntervalMs(20);
+      hb.setPace(20);
       assert.equal(beats.length, fastFrom + 1, 'speeding up beats at once too');
       assert.equal(beats.at(-1)!.nextMs, 20);
       await count(fastFrom + 6);
@@ -108,8 +108,43 @@ describe('heartbeat pace', () => {
       // Stopped (a draining worker): a pace change does not start it again.
       hb.stop();
       const stoppedAt = beats.length;
-      hb.setIntervalMs(200);
+      hb.setPace(200);
       assert.equal(beats.length, stoppedAt, 'no beat after stop()');
+    } finally {
+      hb.stop();
+      clearInterval(keep);
+    }
+  });
+
+  it('at a report interval beats for its own watch every interval and sends one beat of N, announcing both', async () => {
+    const sent: HeartbeatMsg[] = [];
+    let local = 0;
+    let waiter: { n: number; resolve: () => void } | undefined;
+    const hb = new Heartbeat(20, 100, idle, (m: HeartbeatMsg) => {
+      sent.push(m);
+      if (waiter && sent.length >= waiter.n) waiter.resolve();
+    }, () => void local++);
+    const count = (n: number) => new Promise<void>((resolve) => (sent.length >= n ? resolve() : (waiter = { n, resolve })));
+    const keep = setInterval(() => {}, 1000);
+    try {
+      hb.start();
+      await count(4);
+      // The first beat goes out at start; after it one of every five (100 / 20).
+      assert.equal(local, 16, `${local} local beats for ${sent.length} sent`);
+      for (const m of sent) {
+        assert.equal(m.nextMs, 100);
+        assert.equal(m.beatMs, 20);
+      }
+
+      // Every beat sent again (the fast pace): at once, and no beatMs.
+      const before = sent.length;
+      hb.setPace(20);
+      assert.equal(sent.length, before + 1, 'a pace change sends a beat at once');
+      await count(before + 4);
+      for (const m of sent.slice(before)) {
+        assert.equal(m.nextMs, 20);
+        assert.equal(m.beatMs, undefined);
+      }
     } finally {
       hb.stop();
       clearInterval(keep);
