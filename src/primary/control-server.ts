@@ -37,6 +37,8 @@ export interface WorkerStatus {
   /** Of `connections`, those upgraded (WebSockets): they hold no request in flight but keep the worker's drain open. */
   upgraded: number | null;
   requests: number | null;
+  /** Connections the worker had adopted by its last beat; `dispatched` minus this is what it had not yet. */
+  adopted: number | null;
   /** Connections the primary handed to this worker. */
   dispatched: number;
   privatePort: number | null;
@@ -104,6 +106,7 @@ function workerStatus(h: WorkerHandle, now: number): WorkerStatus {
     connections: b?.connections ?? null,
     upgraded: b?.upgraded ?? null,
     requests: b?.requests ?? null,
+    adopted: b?.adopted ?? null,
     dispatched: h.dispatched,
     privatePort: h.privatePort ?? null,
     blocks: topBlockingRoutes(h.blocks),

@@ -19,7 +19,7 @@ function worker(slot: number, pid: number, blocks: BlockingRoute[]): WorkerStatu
   return {
     slot, id: slot + 1, pid, phase: 'listening', generation: 1, uptimeS: 12.5, heartbeatAgeMs: 4, heartbeats: 100, heartbeatIntervalMs: 20, heartbeatReportMs: 20,
     loopDelayP50Ms: 1, loopDelayP99Ms: 3.2, loopDelayMaxMs: 5, utilization: 0.12, rssBytes: 80 * 1048576, heapUsedBytes: 20 * 1048576,
-    inFlight: 0, connections: 1, upgraded: 0, requests: 42, dispatched: 40, privatePort: 40000 + slot, blocks,
+    inFlight: 0, connections: 1, upgraded: 0, requests: 42, adopted: 40, dispatched: 40, privatePort: 40000 + slot, blocks,
   };
 }
 

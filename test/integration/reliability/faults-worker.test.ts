@@ -40,7 +40,10 @@ export async function workerSigkill(o: ScenarioOptions): Promise<CaseResult> {
     const atExit = await status(d);
     const replacementUp = atExit.workers.some((w) => w.slot === victim.slot && w.phase === 'listening');
     const handedAfter = atExit.drover.dispatcher.dispatchedBySlot[victim.slot]! - handedBefore[victim.slot]!;
-    const serverBound = (victim.connections ?? 0) + handedAfter;
+    // Open at its last beat, plus every connection handed to it that it had not adopted by then
+    // (the beat can be a few ms older than the /status read: handoffs in between count here).
+    const unadopted = victim.dispatched - (victim.adopted ?? 0);
+    const serverBound = (victim.connections ?? 0) + unadopted + handedAfter;
 
     const listening = await d.waitFor((l) => l.msg === 'worker listening' && l.worker === victim.slot, 10_000, mark);
     const recoveryMs = lineTime(listening) - killWall;
@@ -65,8 +68,8 @@ export async function workerSigkill(o: ScenarioOptions): Promise<CaseResult> {
     );
     c.note(
       `At the kill the client had ${exposure.inFlightOnIt} requests in flight on the victim, ${exposure.inFlightUnknown} on new connections not yet attributed, ` +
-        `${exposure.idleOnIt} idle keep-alive sockets on it; /status just before said ${victim.inFlight} in flight over ${victim.connections} connections, ` +
-        `and ${handedAfter} more connection(s) were handed to it before its exit was seen. Failures: ${JSON.stringify(fig.errors)}.`,
+        `${exposure.idleOnIt} idle keep-alive sockets on it; /status just before said ${victim.inFlight} in flight over ${victim.connections} connections ` +
+        `(${unadopted} handed to it and not adopted by its last beat), and ${handedAfter} more connection(s) were handed to it before its exit was seen. Failures: ${JSON.stringify(fig.errors)}.`,
     );
     return c.done({
       load: fig,
