@@ -19,7 +19,7 @@
 import cluster from 'node:cluster';
 import { resolveOptions } from '../../src/options';
 import { workerExecArgv } from '../../src/primary/start';
-import { SLEEP_MS } from '../../src/primary/beat-pace';
+import { sleepIntervalMs } from '../../src/primary/beat-pace';
 import { workerConfig } from '../../src/primary/worker-config';
 import { processChannel } from '../../src/worker/channel';
 import { startWorker } from '../../src/worker/start-worker';
@@ -51,7 +51,7 @@ if (cluster.isPrimary) {
 } else {
   // Node's scheduler reads no heartbeats: the pace drover's primary sets when dispatch does not
   // need them (src/primary/beat-pace.ts), as under drover's own round-robin or keep-alive traffic.
-  const cfg = workerConfig(options, cluster.worker!.id, 1, '', options.heartbeatIdleIntervalMs, SLEEP_MS);
+  const cfg = workerConfig(options, cluster.worker!.id, 1, '', options.heartbeatIdleIntervalMs, sleepIntervalMs(options));
   // Shared through the cluster (not exclusive): node's primary accepts and hands out connections.
   void startWorker(cfg, cfg.app, processChannel({ port, host: '127.0.0.1' }));
 }

@@ -1,3 +1,5 @@
+import type { DroverOptions } from '../options';
+
 /**
  * How often the workers beat, decided by the primary for all of them.
  *
@@ -48,8 +50,17 @@ export interface PaceOptions {
 export const QUIET_MS = 1000;
 /** Without any request for this long, drover sleeps. */
 export const SLEEP_AFTER_MS = 10_000;
-/** The beat interval while asleep (capped at a quarter of --worker-timeout by the caller). */
-export const SLEEP_MS = 1000;
+/** The beat interval while asleep (capped at a quarter of --worker-timeout: see sleepIntervalMs). */
+const SLEEP_MS = 1000;
+
+/**
+ * The sleep interval for these options, which is also how often beats are sent when not fast:
+ * SLEEP_MS, at most a quarter of --worker-timeout (a stall is a heartbeat older than it, so
+ * sleeping beats stay well inside it), never below --heartbeat-idle-interval.
+ */
+export function sleepIntervalMs(opts: Pick<DroverOptions, 'heartbeatIdleIntervalMs' | 'workerTimeoutMs'>): number {
+  return Math.max(opts.heartbeatIdleIntervalMs, Math.min(SLEEP_MS, Math.floor(opts.workerTimeoutMs / 4)));
+}
 
 export class BeatPace {
   state: PaceState;

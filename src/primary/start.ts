@@ -6,7 +6,7 @@ import { ExitCode } from '../errors';
 import { createLogger } from '../log';
 import type { DroverOptions } from '../options';
 import { ControlServer, VERSION } from './control-server';
-import { QUIET_MS, SLEEP_AFTER_MS, SLEEP_MS } from './beat-pace';
+import { QUIET_MS, SLEEP_AFTER_MS, sleepIntervalMs } from './beat-pace';
 import { Dispatcher } from './dispatcher';
 import { createScraper } from './scrape';
 import { Supervisor } from './supervisor';
@@ -42,8 +42,7 @@ export async function startPrimary(opts: DroverOptions): Promise<void> {
       pace: {
         fastMs: opts.heartbeatIntervalMs,
         idleMs: opts.heartbeatIdleIntervalMs,
-        // A stall is a heartbeat older than --worker-timeout: sleeping beats stay well inside it.
-        sleepMs: Math.max(opts.heartbeatIdleIntervalMs, Math.min(SLEEP_MS, Math.floor(opts.workerTimeoutMs / 4))),
+        sleepMs: sleepIntervalMs(opts),
         quietMs: QUIET_MS,
         sleepAfterMs: SLEEP_AFTER_MS,
       },

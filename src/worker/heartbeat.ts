@@ -33,7 +33,7 @@ export interface RequestCounters {
 export class Heartbeat {
   private seq = 0;
   /** Beats sent to the primary: one of every `sendEvery` on time. */
-  private sendEvery = 1;
+  private sendEvery: number;
   private sinceSent = 0;
   private readonly delay = new LoopDelay();
   private elu: EventLoopUtilization = performance.eventLoopUtilization();
