@@ -7,100 +7,7 @@ import * as path from 'node:path';
 import { workersChart } from './chart';
 import { mdTable } from './lib/markdown';
 import { findRow, type Row, type SuiteResult } from './lib/suite';
-
-/** What each suite shows, in the order the report lists them. Prose only: numbers come from results. */
-const GUIDE: Record<string, string> = {
-  workers:
-    'Small requests arrive at a fixed rate (open loop: latency counts from the intended send time, so queueing behind a ' +
-    'stall is included) while one client keeps big work in flight: the S0 payload (40,000 nested records, ~23 MB), a ' +
-    '400 ms busy loop (`/block`), or S3\'s 25 MB JSON bodies. Every scenario runs drover and bare `node:cluster` (Node\'s ' +
-    'own round-robin, which hands a worker a new connection only after it acknowledged the previous one) with the same ' +
-    'app, back to back. New-connection rows compare dispatch: drover least-busy, drover round-robin (Node\'s policy in ' +
-    'drover\'s primary, ADR 0012) and node:cluster. Keep-alive rows compare handlers: a keep-alive client stays on its ' +
-    'worker, so only a handler that keeps the loop free (`streamJson()`) helps it. S3 rows send the small requests the ' +
-    'way the report did: 2 KB bodies POSTed to the same `/ingest` endpoint as the 25 MB ones, on new connections (with ' +
-    '`/ping` beside them, `pingP95`). `baselineP95` is the same configuration before the big client starts; ' +
-    '`closedLoopP95` is what a closed-loop tool would have reported (time from actual send). One round per row: single ' +
-    'rows on this shared 2-core machine move by tens of percent between runs.',
-  proxy:
-    'Behind a reverse proxy, as in production: a real nginx (one worker process, `upstream { keepalive 32; }`, ' +
-    '`proxy_http_version 1.1`) in front of drover and of bare `node:cluster`, or a client pool of keep-alive connections ' +
-    'handed out in turn (FIFO) shared by all requests. Small `/ping` requests at 50/s and 400/s go through the front (open loop) ' +
-    'while one client loops on a 400 ms `/block` through the same front. A proxy\'s pooled connections are dispatched ' +
-    'only when the proxy opens them; after that they stay on their worker, so what dispatch can do here depends on how ' +
-    'often the pool opens connections. drover and node:cluster alternate round by round behind the same nginx; the ' +
-    'derived ratios are medians of per-round ratios, and `over100ms` counts small requests that waited behind a block. ' +
-    'At one worker the looping block keeps the only worker busy all the time: small requests are served in the short ' +
-    'gaps between blocks, and a connection nginx opens meanwhile must first be adopted, which Node does for one socket ' +
-    'per round trip between the processes (under drover and node:cluster alike), so about one per gap. When nginx ' +
-    'opens connections faster than that, the queue runs away into seconds, in some rounds and not in others, under ' +
-    'both: the one-worker rows measure that race, not dispatch (ADR 0024).',
-  probe:
-    'Scenario S0\'s probe collapse: probe requests answered per second (two keep-alive connections probing back to ' +
-    'back) while a client keeps two 40,000-record responses in flight, naive `res.json()` vs `streamJson()`. Probes go ' +
-    'to a worker route (`/ping`, what the report\'s liveness probe hit) and to the primary\'s `/livez` (what drover\'s ' +
-    'Kubernetes manifests probe). The worst second is the number a liveness probe with a short timeout would see.',
-  io:
-    'Scenario S1: a handler calls an upstream that answers after 1000 ms, many users on one worker. `blocking` does ' +
-    'the call synchronously on the event loop (the report\'s failing case), `async` uses non-blocking HTTP, `offload` ' +
-    'runs the same blocking call on the thread pool (`threads` of them). The blocking call sleeps while it waits, as a ' +
-    'real synchronous HTTP client does (a helper thread makes the request; ADR 0014). Shown like the report: requests, ' +
-    'failures (a user gives up after 10 s), req/s, median; with more users than pool threads, calls queue for a thread.',
-  crud:
-    'Scenario S2: many users on `/items`, 75 % reads, 20 % writes, 5 % deletes, as workers are added; embedded SQLite ' +
-    '(one file shared by all workers, WAL) and PostgreSQL when installed. 404s from reads and deletes of already-deleted ' +
-    'items are expected and not counted as errors. Each row starts from the same data and is warmed up. The load ' +
-    'generator, drover and the database share this machine\'s 2 cores, so the CPU split says where the time went: cores ' +
-    'busy and CPU per request of drover\'s processes, the database server\'s and the load generator\'s, and how often ' +
-    'drover\'s threads were preempted while runnable (`droverPreemptionsPerReq`: the cores are oversubscribed) or waited ' +
-    'for IO, per request (ADR 0017).',
-  peers:
-    'What drover costs against its peers: the same demo app and the same `/ping` load under drover (least-busy and ' +
-    'round-robin at their defaults, least-busy with request metrics, shedding off and metrics snapshots every 60 s, and ' +
-    'least-busy with block detection off, `--block-threshold 0ms`), ' +
-    'a bare `node:cluster` primary that only forks, the same bare primary over workers built of the lean drover\'s worker ' +
-    'pieces (request path with connection tracking, heartbeats over IPC at drover\'s idle pace with the watchdog thread, ' +
-    'drover\'s prom-client default metrics, `--enable-source-maps`), and pm2 cluster mode, alternated round by round in one ' +
-    'run. Each peer is measured at saturation with keep-alive connections (autocannon) and with a new connection per ' +
-    'request (a closed-loop client of our own); then, for the peers whose processes are the primary\'s children (not ' +
-    'pm2), the CPU time of the whole process tree (scheduler time from /proc) per request at a fixed, keep-alive rate, and ' +
-    'per second with no traffic. The derived ratios are medians of per-round ratios: each peer\'s req/s over drover ' +
-    'least-busy\'s, then the lean drover\'s gap to node:cluster split in two: the bare primary over drover\'s worker ' +
-    'pieces against lean drover is the cost of drover\'s primary (dispatch, handle passing, supervision); node:cluster ' +
-    'against that row is the cost of the worker pieces. On this shared VM single rounds of one peer vary by tens of ' +
-    'percent, so ratios from 6 rounds move by ±20 % from run to run (ADR 0008). Last, the "blocks every second" rows ' +
-    '(ADR 0018): `/block?ms=300` at 1/s beside `/ping` on new connections at 50/s (open loop), drover with block ' +
-    'detection on and off, alternated: failed requests, pings slower than 100 ms (handed to a blocked worker), and the ' +
-    'blocks drover counted. Then idle CPU after 20 s without any traffic (drover sleeps after 10 s: 1 s heartbeats, ' +
-    'the shedding sensor closed, metrics pushes skipped; ADR 0020), drover at its defaults and node:cluster, 3 rounds.',
-  overhead:
-    'drover\'s CPU per request measured side by side, the finer instrument the peers suite lacks: two servers run at ' +
-    'once, each with 2 workers and its own evenly paced keep-alive `/ping` load at the same rate, and each window reads ' +
-    'the CPU time (scheduler time from /proc) of both process trees. Whatever the shared VM does to a window, it does to ' +
-    'both. Each repetition runs a pair in both start orders with fresh processes (the server started second reads a few % ' +
-    'cheaper) and takes the geometric mean of the two orders\' medians of per-window ratios, b / a; the figure is the ' +
-    'median of the repetitions (fresh processes differ by more than windows do). The first pair is drover ' +
-    'against itself: what the method cannot separate. Then drover\'s defaults against bare node:cluster (issue 19\'s ' +
-    'goal: at most 1.10), against itself with block detection off (issue 17\'s: within 1 %), and against itself with ' +
-    'every optional worker feature off (request metrics, shedding, block detection, snapshots every 60 s), which in ' +
-    'turn is compared with node:cluster: drover\'s core against its features (ADR 0020).',
-  metrics:
-    'How long `GET /metrics` takes as workers are added (each worker holding ~2,000 series), and what the per-request ' +
-    'RED metrics cost: `/ping` throughput of the same app with `--request-metrics on` and `off`, alternated in one run. ' +
-    'The goal is at most 5 % throughput overhead. Single runs here vary by tens of percent, so the throughput ratio ' +
-    'is the median over alternated rounds; the `cost` suite answers the same question in instructions.',
-  cost:
-    'The cost questions of the two suites above, answered in instructions rather than seconds: every server process ' +
-    '(primary and workers) runs under valgrind\'s callgrind, which counts the instructions it executes whatever else the shared machine does (throughput runs of one ' +
-    'configuration here differ by up to 3x). A process started fresh and sent the same requests repeats its count to ' +
-    '~1 %; consecutive windows of one running process do not, while the JIT is still warming up or a major GC falls ' +
-    'in one window (the `each window` columns show the spread; counts still fall after 10,000 warm-up requests, so ' +
-    'medians carry some warm-up): read differences under ~20 % in the cluster rows as "the same". After a JIT warm-up, ' +
-    'counted `/ping` requests are sent with keep-alive and with a new connection each; periodic work (heartbeats, ' +
-    'metrics snapshots, the pressure sensor) is measured while idle (for the request rows, the lower of two idle windows) and subtracted, since callgrind\'s ~50x slowdown ' +
-    'would charge it to each request ~50x over; it is shown as instructions per second. Instructions are not time ' +
-    '(kernel work and cache misses are not counted): this is the CPU work drover adds in user space.',
-};
+import { SUITES } from './suites';
 
 /** Column names, where a value's key is not one already. */
 const LABELS: Record<string, string> = {
@@ -148,7 +55,7 @@ function section(r: SuiteResult, chart?: string): string {
   const parts = [
     `## ${r.title}`,
     '',
-    GUIDE[r.suite] ?? '',
+    SUITES.find((s) => s.name === r.suite)?.guide ?? '',
     '',
     `Run: ${m.date}, profile \`${r.profile}\`, ${m.cores} cores (${m.cpuModel}), Node ${m.node}, ` +
       `load average ${m.loadAvg1m} at the end. Settings: \`${JSON.stringify(r.settings)}\`.`,
@@ -253,9 +160,9 @@ export async function writeReport(resultsDir: string, outFile: string): Promise<
   const results = fs
     .readdirSync(resultsDir)
     // Only benchmark suites: other generated results (reliability.json) live in the same folder.
-    .filter((f) => f.endsWith('.json') && f.slice(0, -5) in GUIDE)
+    .filter((f) => f.endsWith('.json') && SUITES.some((s) => s.name === f.slice(0, -5)))
     .map((f) => JSON.parse(fs.readFileSync(path.join(resultsDir, f), 'utf8')) as SuiteResult);
-  const order = Object.keys(GUIDE);
+  const order = SUITES.map((s) => s.name);
   results.sort((a, b) => order.indexOf(a.suite) - order.indexOf(b.suite));
   // The headline chart, as an SVG file beside the report.
   let chart: string | undefined;
@@ -277,7 +184,7 @@ export async function writeReport(resultsDir: string, outFile: string): Promise<
     ...headlineTable(headlines(results)),
     '## Reading guide',
     '',
-    ...order.map((s) => `- **${s}**: ${GUIDE[s]}`),
+    ...SUITES.map((s) => `- **${s.name}**: ${s.guide}`),
     '',
     ...results.map((r) => section(r, r.suite === 'workers' ? chart : undefined)),
   ].join('\n');

@@ -30,6 +30,8 @@ export interface SuiteResult {
 export interface Suite {
   name: string;
   title: string;
+  /** What the suite shows, for the report's reading guide: prose only, numbers come from results. */
+  guide: string;
   /** Programs the suite runs (looked up on PATH and in /usr/sbin), checked before any suite starts. */
   requires?: { program: string; debian: string }[];
   /** Rough seconds per profile, for the progress line. */

@@ -54,15 +54,6 @@ const CONFIGS: Config[] = [
 const PERIODIC: Config = { name: 'drover, idle, default periods', peer: 'drover least-busy', args: [], periodicOnly: true };
 
 /**
- * Issue 3's and 8's cost questions in instructions, which this shared machine counts the same
- * whatever else runs, where its throughput runs vary up to 3x: instructions per /ping request in the workers and in
- * the primary, for drover and bare node:cluster, keep-alive and a new connection per request.
- * Periodic work (heartbeats, metrics snapshots, the pressure sensor) runs per second, not per
- * request; under callgrind it would be charged ~50x too much per request, so request rows run
- * with stretched periods and subtract what remains (measured idle), and one row measures the
- * periodic work at the default periods, in instructions per second.
- */
-/**
  * Per profile: configurations, workers, warm-up and counted requests per window, the request-path
  * rows' warm-up (one connection runs ~100 req/s under callgrind, and counts kept falling after
  * 3,000 warm-up requests: 830k, 761k, 699k per window on a first run: warm up longer there), idle seconds, windows (one
@@ -77,6 +68,17 @@ const PROFILES: Record<Profile, { configs: Config[]; workers: number; warm: numb
 export const costSuite: Suite = {
   name: 'cost',
   title: 'Cost: instructions per /ping request under callgrind (drover vs bare node:cluster)',
+  guide:
+    'The cost questions of the two suites above, answered in instructions rather than seconds: every server process ' +
+    '(primary and workers) runs under valgrind\'s callgrind, which counts the instructions it executes whatever else the shared machine does (throughput runs of one ' +
+    'configuration here differ by up to 3x). A process started fresh and sent the same requests repeats its count to ' +
+    '~1 %; consecutive windows of one running process do not, while the JIT is still warming up or a major GC falls ' +
+    'in one window (the `each window` columns show the spread; counts still fall after 10,000 warm-up requests, so ' +
+    'medians carry some warm-up): read differences under ~20 % in the cluster rows as "the same". After a JIT warm-up, ' +
+    'counted `/ping` requests are sent with keep-alive and with a new connection each; periodic work (heartbeats, ' +
+    'metrics snapshots, the pressure sensor) is measured while idle (for the request rows, the lower of two idle windows) and subtracted, since callgrind\'s ~50x slowdown ' +
+    'would charge it to each request ~50x over; it is shown as instructions per second. Instructions are not time ' +
+    '(kernel work and cache misses are not counted): this is the CPU work drover adds in user space.',
   estimateS: { tiny: 90, quick: 1800, full: 3600 },
   async run(ctx: Context) {
     const missing = callgrindMissing();

@@ -9,16 +9,6 @@ import { round, summarize } from '../lib/stats';
 import { withRunning, type Context, type Profile, type Row, type Suite } from '../lib/suite';
 import { laneLoop } from '../lib/load';
 
-/**
- * S2: a CRUD service under many users, 75 % reads / 20 % writes / 5 % deletes, as workers are
- * added. Embedded SQLite (one file shared by all workers) always; PostgreSQL too when its
- * binaries are installed (a throwaway cluster started for the run). Each configuration starts from
- * the same data (a fresh SQLite file; PostgreSQL's table emptied and re-seeded) and is warmed up
- * before it is measured. Where the CPU goes is measured too, since on this 2-core machine the
- * load generator, drover's processes and the database server share the cores: the scheduler time
- * of each (drover's primary and workers; the postmaster and its backends; this process), as cores
- * busy and as CPU per request.
- */
 /** Per profile: simulated users, seconds per row, worker counts, and PostgreSQL rows when it is installed. */
 const PROFILES: Record<Profile, { users: number; durationS: number; workerCounts: number[]; postgres: boolean }> = {
   tiny: { users: 10, durationS: 2, workerCounts: [1, 2, 4], postgres: false },
@@ -29,6 +19,14 @@ const PROFILES: Record<Profile, { users: number; durationS: number; workerCounts
 export const crudSuite: Suite = {
   name: 'crud',
   title: 'S2: CRUD at 75 % reads / 20 % writes / 5 % deletes vs worker count',
+  guide:
+    'Scenario S2: many users on `/items`, 75 % reads, 20 % writes, 5 % deletes, as workers are added; embedded SQLite ' +
+    '(one file shared by all workers, WAL) and PostgreSQL when installed. 404s from reads and deletes of already-deleted ' +
+    'items are expected and not counted as errors. Each row starts from the same data and is warmed up. The load ' +
+    'generator, drover and the database share this machine\'s 2 cores, so the CPU split says where the time went: cores ' +
+    'busy and CPU per request of drover\'s processes, the database server\'s and the load generator\'s, and how often ' +
+    'drover\'s threads were preempted while runnable (`droverPreemptionsPerReq`: the cores are oversubscribed) or waited ' +
+    'for IO, per request (ADR 0017).',
   estimateS: { tiny: 25, quick: 70, full: 300 },
   async run(ctx: Context) {
     const { users, durationS, workerCounts, postgres } = PROFILES[ctx.profile];

@@ -34,6 +34,12 @@ const PROFILES: Record<Profile, { users: number; threads: number; durationS: num
 export const ioSuite: Suite = {
   name: 'io',
   title: 'S1: a slow upstream called async, blocking, or blocking on the thread pool',
+  guide:
+    'Scenario S1: a handler calls an upstream that answers after 1000 ms, many users on one worker. `blocking` does ' +
+    'the call synchronously on the event loop (the report\'s failing case), `async` uses non-blocking HTTP, `offload` ' +
+    'runs the same blocking call on the thread pool (`threads` of them). The blocking call sleeps while it waits, as a ' +
+    'real synchronous HTTP client does (a helper thread makes the request; ADR 0014). Shown like the report: requests, ' +
+    'failures (a user gives up after 10 s), req/s, median; with more users than pool threads, calls queue for a thread.',
   // Blocking rows run past their duration: the last users wait out the 10 s timeout.
   estimateS: { tiny: 30, quick: 85, full: 340 },
   async run(ctx: Context) {

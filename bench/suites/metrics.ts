@@ -19,6 +19,11 @@ const PROFILES: Record<Profile, { workerCounts: number[]; scrapes: number; overh
 export const metricsSuite: Suite = {
   name: 'metrics',
   title: 'Metrics: scrape latency and per-request overhead',
+  guide:
+    'How long `GET /metrics` takes as workers are added (each worker holding ~2,000 series), and what the per-request ' +
+    'RED metrics cost: `/ping` throughput of the same app with `--request-metrics on` and `off`, alternated in one run. ' +
+    'The goal is at most 5 % throughput overhead. Single runs here vary by tens of percent, so the throughput ratio ' +
+    'is the median over alternated rounds; the `cost` suite answers the same question in instructions.',
   estimateS: { tiny: 15, quick: 100, full: 260 },
   async run(ctx: Context) {
     const { workerCounts, scrapes, overheadS, rounds } = PROFILES[ctx.profile];

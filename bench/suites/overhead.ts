@@ -40,15 +40,20 @@ const PROFILES: Record<Profile, { rate: number; warmS: number; windowS: number; 
   full: { rate: 1000, warmS: 5, windowS: 5, windows: 6, reps: 5 },
 };
 
-/**
- * CPU per request of two servers run at once, each under its own evenly paced keep-alive `/ping`
- * load (bench/lib/side-by-side.ts): the peers suite's back-to-back rounds of one configuration
- * spread 1.02-1.51 here, which hides a 10 % goal, let alone a 1 % one; side by side, the machine's
- * drift falls on both alike.
- */
 export const overheadSuite: Suite = {
   name: 'overhead',
   title: "Overhead: drover's CPU per request against bare node:cluster and against itself, side by side",
+  guide:
+    'drover\'s CPU per request measured side by side, the finer instrument the peers suite lacks: two servers run at ' +
+    'once, each with 2 workers and its own evenly paced keep-alive `/ping` load at the same rate, and each window reads ' +
+    'the CPU time (scheduler time from /proc) of both process trees. Whatever the shared VM does to a window, it does to ' +
+    'both. Each repetition runs a pair in both start orders with fresh processes (the server started second reads a few % ' +
+    'cheaper) and takes the geometric mean of the two orders\' medians of per-window ratios, b / a; the figure is the ' +
+    'median of the repetitions (fresh processes differ by more than windows do). The first pair is drover ' +
+    'against itself: what the method cannot separate. Then drover\'s defaults against bare node:cluster (issue 19\'s ' +
+    'goal: at most 1.10), against itself with block detection off (issue 17\'s: within 1 %), and against itself with ' +
+    'every optional worker feature off (request metrics, shedding, block detection, snapshots every 60 s), which in ' +
+    'turn is compared with node:cluster: drover\'s core against its features (ADR 0020).',
   estimateS: { tiny: 30, quick: 760, full: 2000 },
   async run(ctx: Context) {
     const p = PROFILES[ctx.profile];

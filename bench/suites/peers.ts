@@ -46,15 +46,28 @@ const PROFILES: Record<Profile, { durationS: number; warmS: number; rounds: numb
   full: { durationS: 10, warmS: 5, rounds: 2 * PEERS.length, idleS: 3, rate: 1000, blocksMs: 10_000, quiet: { settleMs: 20_000, measureMs: 10_000, idleRounds: 3 } },
 };
 
-/**
- * The same app and the same /ping load under drover (both dispatchers, and lean), bare
- * node:cluster (alone and over drover's worker pieces) and pm2 cluster mode, alternated round by
- * round in one run: what drover costs per request, and how much of that is its primary, its
- * workers' pieces and its optional worker features.
- */
 export const peersSuite: Suite = {
   name: 'peers',
   title: 'Peers: /ping throughput under drover, bare node:cluster and pm2 cluster mode',
+  guide:
+    'What drover costs against its peers: the same demo app and the same `/ping` load under drover (least-busy and ' +
+    'round-robin at their defaults, least-busy with request metrics, shedding off and metrics snapshots every 60 s, and ' +
+    'least-busy with block detection off, `--block-threshold 0ms`), ' +
+    'a bare `node:cluster` primary that only forks, the same bare primary over workers built of the lean drover\'s worker ' +
+    'pieces (request path with connection tracking, heartbeats over IPC at drover\'s idle pace with the watchdog thread, ' +
+    'drover\'s prom-client default metrics, `--enable-source-maps`), and pm2 cluster mode, alternated round by round in one ' +
+    'run. Each peer is measured at saturation with keep-alive connections (autocannon) and with a new connection per ' +
+    'request (a closed-loop client of our own); then, for the peers whose processes are the primary\'s children (not ' +
+    'pm2), the CPU time of the whole process tree (scheduler time from /proc) per request at a fixed, keep-alive rate, and ' +
+    'per second with no traffic. The derived ratios are medians of per-round ratios: each peer\'s req/s over drover ' +
+    'least-busy\'s, then the lean drover\'s gap to node:cluster split in two: the bare primary over drover\'s worker ' +
+    'pieces against lean drover is the cost of drover\'s primary (dispatch, handle passing, supervision); node:cluster ' +
+    'against that row is the cost of the worker pieces. On this shared VM single rounds of one peer vary by tens of ' +
+    'percent, so ratios from 6 rounds move by ±20 % from run to run (ADR 0008). Last, the "blocks every second" rows ' +
+    '(ADR 0018): `/block?ms=300` at 1/s beside `/ping` on new connections at 50/s (open loop), drover with block ' +
+    'detection on and off, alternated: failed requests, pings slower than 100 ms (handed to a blocked worker), and the ' +
+    'blocks drover counted. Then idle CPU after 20 s without any traffic (drover sleeps after 10 s: 1 s heartbeats, ' +
+    'the shedding sensor closed, metrics pushes skipped; ADR 0020), drover at its defaults and node:cluster, 3 rounds.',
   estimateS: { tiny: 130, quick: 1560, full: 3800 },
   async run(ctx: Context) {
     const { durationS, warmS, rounds, idleS, rate } = PROFILES[ctx.profile];

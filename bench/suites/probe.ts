@@ -4,13 +4,6 @@ import { lanes } from '../lib/load';
 import { startPeer, type PeerKind } from '../lib/servers';
 import { findRow, type Context, type Profile, type Row, type Suite } from '../lib/suite';
 
-/**
- * S0's probe collapse: a liveness probe on a worker route went from ~650 req/s to 0 req/s for
- * ~10 s per big response. Probes run closed-loop on keep-alive connections, counted second by
- * second, against a worker route (/ping) and against the primary's /livez, while a client keeps
- * two 40,000-record responses in flight: naive res.json() vs streamJson() under drover, and naive
- * under bare node:cluster (which has no primary route to probe), alternated in one run.
- */
 /** Per profile: seconds per run, records per big response, worker counts. */
 const PROFILES: Record<Profile, { seconds: number; clients: number; workers: number[] }> = {
   tiny: { seconds: 2, clients: 5000, workers: [1] },
@@ -21,6 +14,11 @@ const PROFILES: Record<Profile, { seconds: number; clients: number; workers: num
 export const probeSuite: Suite = {
   name: 'probe',
   title: 'S0: probe requests per second while big responses are served',
+  guide:
+    'Scenario S0\'s probe collapse: probe requests answered per second (two keep-alive connections probing back to ' +
+    'back) while a client keeps two 40,000-record responses in flight, naive `res.json()` vs `streamJson()`. Probes go ' +
+    'to a worker route (`/ping`, what the report\'s liveness probe hit) and to the primary\'s `/livez` (what drover\'s ' +
+    'Kubernetes manifests probe). The worst second is the number a liveness probe with a short timeout would see.',
   estimateS: { tiny: 12, quick: 30, full: 70 },
   async run(ctx: Context) {
     const { seconds, clients, workers } = PROFILES[ctx.profile];

@@ -25,13 +25,6 @@ const RATES = [50, 400];
 /** A slow response counted as an outlier: a small request that waited behind big work. */
 const OUTLIER_MS = 100;
 
-/**
- * In production requests reach a pod through an ingress or a reverse proxy that keeps a pool of
- * keep-alive connections to it. Only new connections are dispatched, so behind a proxy drover's
- * dispatch acts only when the pool opens one. Small /ping requests at a fixed rate (open loop; 50/s and
- * 400/s) go through the front while one client loops on big work through the same front; drover and bare
- * node:cluster alternate round by round (counterbalanced) behind the same nginx.
- */
 /** Per profile: worker counts, rounds, seconds of load, and the big requests. */
 const PROFILES: Record<Profile, { workerCounts: number[]; rounds: number; loadS: number; bigs: string[] }> = {
   tiny: { workerCounts: [2], rounds: 1, loadS: 1.5, bigs: ['/block?ms=400'] },
@@ -42,6 +35,19 @@ const PROFILES: Record<Profile, { workerCounts: number[]; rounds: number; loadS:
 export const proxySuite: Suite = {
   name: 'proxy',
   title: 'Behind a proxy that pools keep-alive connections: drover against bare node:cluster',
+  guide:
+    'Behind a reverse proxy, as in production: a real nginx (one worker process, `upstream { keepalive 32; }`, ' +
+    '`proxy_http_version 1.1`) in front of drover and of bare `node:cluster`, or a client pool of keep-alive connections ' +
+    'handed out in turn (FIFO) shared by all requests. Small `/ping` requests at 50/s and 400/s go through the front (open loop) ' +
+    'while one client loops on a 400 ms `/block` through the same front. A proxy\'s pooled connections are dispatched ' +
+    'only when the proxy opens them; after that they stay on their worker, so what dispatch can do here depends on how ' +
+    'often the pool opens connections. drover and node:cluster alternate round by round behind the same nginx; the ' +
+    'derived ratios are medians of per-round ratios, and `over100ms` counts small requests that waited behind a block. ' +
+    'At one worker the looping block keeps the only worker busy all the time: small requests are served in the short ' +
+    'gaps between blocks, and a connection nginx opens meanwhile must first be adopted, which Node does for one socket ' +
+    'per round trip between the processes (under drover and node:cluster alike), so about one per gap. When nginx ' +
+    'opens connections faster than that, the queue runs away into seconds, in some rounds and not in others, under ' +
+    'both: the one-worker rows measure that race, not dispatch (ADR 0024).',
   estimateS: { tiny: 30, quick: 420, full: 1500 },
   requires: [{ program: 'nginx', debian: 'nginx-light' }],
   async run(ctx: Context) {

@@ -72,6 +72,18 @@ function points(p: Profile): Point[] {
 export const workersSuite: Suite = {
   name: 'workers',
   title: 'Small-request latency vs worker count while big work is served: drover against bare node:cluster',
+  guide:
+    'Small requests arrive at a fixed rate (open loop: latency counts from the intended send time, so queueing behind a ' +
+    'stall is included) while one client keeps big work in flight: the S0 payload (40,000 nested records, ~23 MB), a ' +
+    '400 ms busy loop (`/block`), or S3\'s 25 MB JSON bodies. Every scenario runs drover and bare `node:cluster` (Node\'s ' +
+    'own round-robin, which hands a worker a new connection only after it acknowledged the previous one) with the same ' +
+    'app, back to back. New-connection rows compare dispatch: drover least-busy, drover round-robin (Node\'s policy in ' +
+    'drover\'s primary, ADR 0012) and node:cluster. Keep-alive rows compare handlers: a keep-alive client stays on its ' +
+    'worker, so only a handler that keeps the loop free (`streamJson()`) helps it. S3 rows send the small requests the ' +
+    'way the report did: 2 KB bodies POSTed to the same `/ingest` endpoint as the 25 MB ones, on new connections (with ' +
+    '`/ping` beside them, `pingP95`). `baselineP95` is the same configuration before the big client starts; ' +
+    '`closedLoopP95` is what a closed-loop tool would have reported (time from actual send). One round per row: single ' +
+    'rows on this shared 2-core machine move by tens of percent between runs.',
   estimateS: { tiny: 55, quick: 330, full: 900 },
   async run(ctx: Context) {
     const p = ctx.profile;
