@@ -23,7 +23,7 @@ import type { DroverOptions } from '../options';
  * States, least-busy: fast → idle when a tick finds no dispatch for `quietMs`; idle → asleep
  * when a tick finds no dispatch and no request for `sleepAfterMs`; asleep → idle when a tick
  * sees requests (keep-alive traffic); idle or asleep → fast on the next connection, which the
- * dispatcher holds until a worker beats at the new pace (each beats at once when told it; beats
+ * dispatcher holds until the workers beat at the new pace (each beats at once when told it; beats
  * sent at a second's interval are not trusted for dispatch: see `trustedIntervalMs`), so no
  * connection is placed on a beat up to a second old. Connections that come meanwhile queue
  * behind it.

@@ -323,8 +323,8 @@ export class Supervisor extends EventEmitter {
     if (msg.type === 'drover:metrics') return void this.emit('worker-metrics', h, msg.id, msg.metrics);
     const e = h.note(msg, performance.now());
     if (e) this.feed(h, e);
-    // A connection held while the workers woke up goes out on the first beat at the new pace.
-    if (msg.type === 'drover:heartbeat' && this.dispatcher.queuedNow > 0) this.dispatcher.flushQueue();
+    // Connections held while the workers woke up go out once they all beat at the new pace.
+    if (msg.type === 'drover:heartbeat') this.dispatcher.onBeat();
   }
 
   private finish(): void {

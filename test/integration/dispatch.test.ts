@@ -574,6 +574,32 @@ describe('heartbeat pace', () => {
     await d.stop();
   });
 
+  it('bursts of new connections at the idle pace are spread over the workers, not handed to the first to beat', async (t) => {
+    const d = await startDrover({ args: ['--workers', '2'] });
+    started.push(d);
+    const spreads: number[][] = [];
+    for (let burst = 0; burst < 4; burst++) {
+      // Idle, and every worker's last beat sent a few hundred ms old: the workers send in step
+      // (the pace change reset them together), so right after one send all would look fresh.
+      const before = await waitStatus(d, 'the pace is idle and the last beats sent are 300 ms old', (s) =>
+        s.drover.heartbeat.pace === 'idle' && s.workers.every((w) => w.phase === 'listening' && w.heartbeatReportMs === 1000 && w.heartbeatAgeMs >= 300) ? s : undefined);
+      // Ten connections at once, as a proxy opening its pool or a load test starting: the first
+      // is held while the workers wake, those that come meanwhile queue behind it. Flushed on the
+      // first fresh beat, the burst went to the worker that sent it.
+      const hits = await Promise.all(Array.from({ length: 10 }, () => hit(d.url('/ping'))));
+      const after = await status(d);
+      assert.deepEqual(errorsOf(hits), {});
+      spreads.push(after.workers.map((w) => w.dispatched - before.workers.find((b) => b.pid === w.pid)!.dispatched));
+    }
+    t.diagnostic(`connections per worker, each burst: ${spreads.map((g) => g.join('/')).join(', ')}`);
+    for (const got of spreads) {
+      assert.equal(got.reduce((a, b) => a + b, 0), 10);
+      // Placed by least-busy on fresh beats: 5 and 5. A burst on one worker reads 10 and 0.
+      for (const n of got) assert.ok(n >= 3, `connections per worker, each burst: ${spreads.map((g) => g.join('/')).join(', ')}`);
+    }
+    await d.stop();
+  });
+
   it('after 10 s without a request the pace sleeps (1 s beats); the first connection after it waits for a fresh beat, not for the sleep interval', async (t) => {
     const d = await startDrover({ args: ['--workers', '2'] });
     started.push(d);
