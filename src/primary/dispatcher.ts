@@ -123,8 +123,8 @@ export class Dispatcher {
     if (this.pace.holdsFirstConnection) {
       // The first connection after a quiet second or a sleep: the workers' last beats sent are up
       // to a second old. Wake them (each beats at once when told the fast pace) and hold the
-      // connection until every serving worker beat fresh (onBeat), or the supervisor's next tick
-      // at the latest.
+      // connection until the workers due to answer have beaten (onBeat), or the supervisor's
+      // next tick at the latest.
       this.pace.onDispatch(now);
       this.opts.onWake?.();
       return this.hold(conn, acceptedAt, resent);
