@@ -157,12 +157,12 @@ function headlineTable(rows: Headline[]): string[] {
 }
 
 export async function writeReport(resultsDir: string, outFile: string): Promise<string> {
+  const order = SUITES.map((s) => s.name);
   const results = fs
     .readdirSync(resultsDir)
     // Only benchmark suites: other generated results (reliability.json) live in the same folder.
-    .filter((f) => f.endsWith('.json') && SUITES.some((s) => s.name === f.slice(0, -5)))
+    .filter((f) => f.endsWith('.json') && order.includes(f.slice(0, -5)))
     .map((f) => JSON.parse(fs.readFileSync(path.join(resultsDir, f), 'utf8')) as SuiteResult);
-  const order = SUITES.map((s) => s.name);
   results.sort((a, b) => order.indexOf(a.suite) - order.indexOf(b.suite));
   // The headline chart, as an SVG file beside the report.
   let chart: string | undefined;

@@ -512,6 +512,9 @@ async function beatRates(d: Drover, ms: number): Promise<number[]> {
 
 describe('heartbeat pace', () => {
   const started: Drover[] = [];
+  /** The pace is idle: the workers beat every 100 ms and send one beat a second. */
+  const idleAt = (s: Status) =>
+    s.drover.heartbeat.pace === 'idle' && s.workers.every((w) => w.heartbeatIntervalMs === 100 && w.heartbeatReportMs === 1000) ? s : undefined;
   after(async () => {
     await Promise.all(started.map((d) => d.stop()));
   });
@@ -519,8 +522,6 @@ describe('heartbeat pace', () => {
   it('workers beat at the idle interval without new connections, also under keep-alive traffic, sending one beat a second, and fast while connections are dispatched', async (t) => {
     const d = await startDrover({ args: ['--workers', '2'] });
     started.push(d);
-    const idleAt = (s: Status) =>
-      s.drover.heartbeat.pace === 'idle' && s.workers.every((w) => w.heartbeatIntervalMs === 100 && w.heartbeatReportMs === 1000) ? s : undefined;
     await waitStatus(d, 'the pace is idle after a second without connections', idleAt);
     const idleRates = await beatRates(d, 1000);
     const metrics = await (await fetch(d.controlUrl('/metrics'))).text();
@@ -582,7 +583,7 @@ describe('heartbeat pace', () => {
       // Idle, and every worker's last beat sent a few hundred ms old: the workers send in step
       // (the pace change reset them together), so right after one send all would look fresh.
       const before = await waitStatus(d, 'the pace is idle and the last beats sent are 300 ms old', (s) =>
-        s.drover.heartbeat.pace === 'idle' && s.workers.every((w) => w.phase === 'listening' && w.heartbeatReportMs === 1000 && w.heartbeatAgeMs >= 300) ? s : undefined);
+        idleAt(s) && s.workers.every((w) => w.phase === 'listening' && w.heartbeatAgeMs >= 300) ? s : undefined);
       // Ten connections at once, as a proxy opening its pool or a load test starting: the first
       // is held while the workers wake, those that come meanwhile queue behind it. Flushed on the
       // first fresh beat, the burst went to the worker that sent it.
@@ -591,11 +592,12 @@ describe('heartbeat pace', () => {
       assert.deepEqual(errorsOf(hits), {});
       spreads.push(after.workers.map((w) => w.dispatched - before.workers.find((b) => b.pid === w.pid)!.dispatched));
     }
-    t.diagnostic(`connections per worker, each burst: ${spreads.map((g) => g.join('/')).join(', ')}`);
+    const seen = `connections per worker, each burst: ${spreads.map((g) => g.join('/')).join(', ')}`;
+    t.diagnostic(seen);
     for (const got of spreads) {
       assert.equal(got.reduce((a, b) => a + b, 0), 10);
       // Placed by least-busy on fresh beats: 5 and 5. A burst on one worker reads 10 and 0.
-      for (const n of got) assert.ok(n >= 3, `connections per worker, each burst: ${spreads.map((g) => g.join('/')).join(', ')}`);
+      for (const n of got) assert.ok(n >= 3, seen);
     }
     await d.stop();
   });
